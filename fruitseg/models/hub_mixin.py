@@ -1,0 +1,37 @@
+"""The Hugging Face Hub mixin every fruitseg model shares.
+
+`huggingface_hub.PyTorchModelHubMixin` gives ``save_pretrained`` / ``from_pretrained`` /
+``push_to_hub`` with ``config.json`` (the ``__init__`` arguments) and ``model.safetensors``.
+Two defaults are changed here, for safety and for honesty about what was loaded:
+
+* loading is strict: a missing or unexpected key in the state dict is an error;
+* only ``model.safetensors`` is ever read: the mixin's fallback to a pickled
+  ``pytorch_model.bin`` is refused.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub import PyTorchModelHubMixin
+
+REPO_URL = "https://huggingface.co/spaces/fruitseg/fruitseg"
+
+
+class FruitsegHubMixin(
+    PyTorchModelHubMixin,
+    library_name="fruitseg",
+    repo_url=REPO_URL,
+    license="mit",
+    tags=["fruitseg", "fruits-360"],
+):
+    """`PyTorchModelHubMixin` with strict, safetensors-only loading."""
+
+    @classmethod
+    def _from_pretrained(cls, *, strict: bool = True, **kwargs):
+        return super()._from_pretrained(strict=strict, **kwargs)
+
+    @classmethod
+    def _load_as_pickle(cls, model, model_file, map_location, strict):
+        raise ValueError(
+            f"{model_file} is a pickled checkpoint; fruitseg loads model.safetensors only "
+            "(pickle can run arbitrary code). Convert it with safetensors.torch.save_model."
+        )

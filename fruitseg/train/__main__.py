@@ -1,0 +1,24 @@
+"""``python -m fruitseg.train {classifier,segmenter} --help``"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+TASKS = {"classifier": "fruitseg.train.classifier"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fruitseg.train", description=__doc__)
+    sub = parser.add_subparsers(dest="task", required=True)
+    modules = {}
+    for task, module_name in TASKS.items():
+        module = importlib.import_module(module_name)
+        modules[task] = module
+        module.add_arguments(sub.add_parser(task, help=module.__doc__.strip().splitlines()[0]))
+    args = parser.parse_args(argv)
+    modules[args.task].run(args)
+
+
+if __name__ == "__main__":
+    main()

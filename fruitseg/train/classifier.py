@@ -1,0 +1,199 @@
+"""Train FruitsClassificationModel on a Fruits-360 ``Training`` folder.
+
+    python -m fruitseg.train classifier --data ../shared/data/fruits360/Training \
+        --out checkpoints/classifier --epochs 8
+
+All images are decoded once into one uint8 tensor; augmentation runs batch-wise on
+tensors (random rotation, scale, shift and flips with a white fill; mild brightness,
+contrast and saturation jitter, no hue shift because colour separates many classes).
+Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each epoch
+with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fruitseg.data.fruits360 import list_images, load_rgb_array, split_by_frame_blocks
+from fruitseg.labels import FRUITS360_CLASSES
+from fruitseg.models.classifier import FruitsClassificationModel
+from fruitseg.train import common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Fruits-360 Training folder (<Class>/*.jpg)")
+    parser.add_argument("--out", default="checkpoints/classifier", help="where the trained model is saved")
+    parser.add_argument("--work-dir", default="runs/classifier", help="resumable state and logs")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64, help="per process")
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--label-smoothing", type=float, default=0.05)
+    parser.add_argument("--amp", choices=["bf16", "none"], default="bf16", help="autocast dtype")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    parser.add_argument("--resume", action="store_true", help="continue from --work-dir's last epoch")
+    parser.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke tests)")
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], channels_last."""
+    return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random geometry (white fill) and mild photometric jitter on a (B, 3, H, W) batch in [0, 1]."""
+    b = x.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(b, generator=generator).mul_(high - low).add_(low)
+
+    angle = uniform(-math.pi, math.pi) * (torch.rand(b, generator=generator) < 0.5) + uniform(-0.3, 0.3)
+    scale = uniform(0.88, 1.12)
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, uniform(-0.08, 0.08)], 1), torch.stack([sin * flip, cos, uniform(-0.08, 0.08)], 1)], 1
+    ).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Sample (x - 1) with zero padding, then add 1 back: the fill outside the image is white.
+    x = F.grid_sample(x - 1, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False) + 1
+
+    brightness = uniform(0.88, 1.12).to(x.device).view(b, 1, 1, 1)
+    contrast = uniform(0.88, 1.12).to(x.device).view(b, 1, 1, 1)
+    saturation = uniform(0.85, 1.15).to(x.device).view(b, 1, 1, 1)
+    gray = x.mean(dim=1, keepdim=True)
+    x = gray + (x - gray) * saturation
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    return (x * brightness).clamp_(0, 1).contiguous(memory_format=torch.channels_last)
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x - mean) / std
+
+
+@torch.inference_mode()
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int, autocast, dist) -> dict:
+    model.eval()
+    correct = torch.zeros(2, dtype=torch.float64, device=mean.device)  # top-1 hits, count
+    shard = range(dist.rank * batch_size, len(images), batch_size * dist.world_size)
+    for start in tqdm(shard, desc="val", leave=False, disable=not dist.is_main):
+        x = normalise(to_float(images[start : start + batch_size].to(mean.device)), mean, std)
+        with autocast():
+            logits = model(x)
+        y = labels[start : start + batch_size].to(mean.device)
+        correct += torch.tensor([(logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64, device=mean.device)
+    common.all_reduce_sum(correct, dist)
+    return {"val_top1": float(correct[0] / correct[1])}
+
+
+def run(args: argparse.Namespace) -> None:
+    dist = common.setup_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = common.training_device(dist, args.device)
+    generator = common.seed_everything(args.seed + dist.rank)
+
+    items = list_images(args.data)
+    train_items, val_items = split_by_frame_blocks(items)
+    if args.limit:
+        rng = np.random.default_rng(args.seed)
+        train_items = [train_items[i] for i in rng.permutation(len(train_items))[: args.limit]]
+        val_items = [val_items[i] for i in rng.permutation(len(val_items))[: max(args.limit // 5, 1)]]
+    if dist.is_main:
+        print(f"{len(items)} images: {len(train_items)} train, {len(val_items)} validation (frame-block split)")
+    train_x = torch.from_numpy(load_rgb_array(train_items, desc="train images"))
+    val_x = torch.from_numpy(load_rgb_array(val_items, desc="val images"))
+    train_y = torch.tensor([i.label for i in train_items])
+    val_y = torch.tensor([i.label for i in val_items])
+    pixels = train_x.reshape(-1, 3)[:: 97].float() / 255
+    mean_values, std_values = pixels.mean(0).tolist(), pixels.std(0).tolist()
+    if device.type == "cuda":
+        train_x, val_x = train_x.to(device), val_x.to(device)
+
+    model = FruitsClassificationModel(
+        num_classes=len(FRUITS360_CLASSES),
+        class_names=list(FRUITS360_CLASSES),
+        mean=[round(v, 4) for v in mean_values],
+        std=[round(v, 4) for v in std_values],
+    ).to(device, memory_format=torch.channels_last)
+    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
+
+    steps_per_epoch = math.ceil(len(train_x) / (args.batch_size * dist.world_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+    )
+    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+    work_dir = Path(args.work_dir)
+    start_epoch, history = 0, []
+    if args.resume and (work_dir / "state.json").exists():
+        start_epoch, history = common.load_state(work_dir, model, optimizer, scheduler)
+        if dist.is_main:
+            print(f"resuming after epoch {start_epoch}")
+
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        ddp_model.train()
+        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+        order = order[dist.rank :: dist.world_size]
+        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, hits, count
+        started = time.perf_counter()
+        bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch}/{args.epochs}", disable=not dist.is_main)
+        for start in bar:
+            index = order[start : start + args.batch_size]
+            x = augment(to_float(train_x[index.to(train_x.device)]), generator)
+            x = normalise(x, mean, std)
+            y = train_y[index].to(device)
+            with autocast():
+                logits = ddp_model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler.last_epoch < scheduler.total_steps:
+                scheduler.step()
+            totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+            bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", acc=f"{totals[1] / totals[2]:.3f}")
+        common.all_reduce_sum(totals.to(device), dist)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": round(float(totals[0] / totals[2]), 5),
+            "train_top1": round(float(totals[1] / totals[2]), 5),
+            **{k: round(v, 5) for k, v in evaluate(ddp_model, val_x, val_y, mean, std, 256, autocast, dist).items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        history.append(metrics)
+        if dist.is_main:
+            print(metrics)
+            common.save_state(work_dir, model, optimizer, scheduler, epoch, history)
+            common.write_history(work_dir, history)
+            save_model(model, Path(args.out), history)
+    if dist.enabled:
+        torch.distributed.destroy_process_group()
+
+
+def save_model(model: FruitsClassificationModel, out: Path, history: list[dict]) -> None:
+    """Save a float16 copy (half the size; float32 inference loads it exactly) plus logs and curves."""
+    export = FruitsClassificationModel(**model._hub_mixin_config)
+    export.load_state_dict(model.state_dict())
+    export.to(memory_format=torch.contiguous_format).half()
+    export.save_pretrained(out)
+    common.write_history(out, history)
+    common.plot_history(out / "training_curves.png", history, {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1"]})

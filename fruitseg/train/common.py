@@ -1,0 +1,149 @@
+"""What both training loops share: seeding, devices, DDP under torchrun, resumable state, logs.
+
+The resumable state is written without pickle: tensors (model weights and optimizer
+moments) go to ``state.safetensors`` and everything else (epoch, optimizer hyper-parameters,
+scheduler, metrics history) to ``state.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Distributed:
+    """Rank information; a single process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed() -> Distributed:
+    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    return Distributed(torch.distributed.get_rank(), world_size, local_rank)
+
+
+def training_device(dist: Distributed, requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values: torch.Tensor, dist: Distributed) -> torch.Tensor:
+    if dist.enabled:
+        torch.distributed.all_reduce(values)
+    return values
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_state(directory: Path, model: nn.Module, optimizer, scheduler, epoch: int, history: list[dict]) -> None:
+    """Write ``state.safetensors`` + ``state.json`` so training can resume after ``epoch``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for index, state in opt_state["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+    meta = {
+        "epoch": epoch,
+        "param_groups": opt_state["param_groups"],
+        "optimizer_scalars": {
+            str(i): {k: v for k, v in s.items() if not torch.is_tensor(v)} for i, s in opt_state["state"].items()
+        },
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": history,
+    }
+    save_file(tensors, str(directory / "state.safetensors"))
+    (directory / "state.json").write_text(json.dumps(meta, indent=1))
+
+
+def load_state(directory: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, list[dict]]:
+    """Restore what :func:`save_state` wrote; returns (last finished epoch, history)."""
+    tensors = load_file(str(directory / "state.safetensors"))
+    meta = json.loads((directory / "state.json").read_text())
+    unwrap(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, scalars in meta["optimizer_scalars"].items():
+        state.setdefault(int(index), {}).update(scalars)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    return meta["epoch"], meta["history"]
+
+
+def write_history(directory: Path, history: list[dict]) -> None:
+    """Per-epoch metrics as ``metrics.csv`` and ``metrics.json``."""
+    if not history:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "metrics.json").write_text(json.dumps(history, indent=1))
+    with open(directory / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[-1]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_history(path: Path, history: list[dict], panels: dict[str, list[str]]) -> None:
+    """One subplot per panel title, one line per metric key; saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    axes = np.atleast_1d(axes)
+    epochs = [h["epoch"] for h in history]
+    for ax, (title, keys) in zip(axes, panels.items()):
+        for key in keys:
+            ax.plot(epochs, [h[key] for h in history], marker="o", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
