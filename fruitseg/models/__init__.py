@@ -1,5 +1,6 @@
-"""The fruitseg models."""
+"""The fruitseg models: a Fruits-360 classifier and a fruit/background segmenter."""
 
 from fruitseg.models.classifier import FruitsClassificationModel
+from fruitseg.models.segmenter import PRESETS, FCNTransformerNet
 
-__all__ = ["FruitsClassificationModel"]
+__all__ = ["FruitsClassificationModel", "FCNTransformerNet", "PRESETS"]

@@ -184,16 +184,6 @@ def run(args: argparse.Namespace) -> None:
             print(metrics)
             common.save_state(work_dir, model, optimizer, scheduler, epoch, history)
             common.write_history(work_dir, history)
-            save_model(model, Path(args.out), history)
+            common.export_model(model, Path(args.out), history, {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1"]})
     if dist.enabled:
         torch.distributed.destroy_process_group()
-
-
-def save_model(model: FruitsClassificationModel, out: Path, history: list[dict]) -> None:
-    """Save a float16 copy (half the size; float32 inference loads it exactly) plus logs and curves."""
-    export = FruitsClassificationModel(**model._hub_mixin_config)
-    export.load_state_dict(model.state_dict())
-    export.to(memory_format=torch.contiguous_format).half()
-    export.save_pretrained(out)
-    common.write_history(out, history)
-    common.plot_history(out / "training_curves.png", history, {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1"]})

@@ -147,3 +147,17 @@ def plot_history(path: Path, history: list[dict], panels: dict[str, list[str]]) 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def export_model(model: nn.Module, out: Path, history: list[dict], panels: dict[str, list[str]]) -> None:
+    """Save a float16 copy of ``model`` with its config, plus the metrics and their curves.
+
+    float16 halves the files (the Hub's limit without Git LFS is 10 MB) and loads exactly
+    into a float32 model, so what is evaluated after loading is what ships.
+    """
+    model = unwrap(model)
+    export = type(model)(**model._hub_mixin_config)
+    export.load_state_dict(model.state_dict())
+    export.half().save_pretrained(out)
+    write_history(out, history)
+    plot_history(out / "training_curves.png", history, panels)

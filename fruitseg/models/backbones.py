@@ -1,0 +1,111 @@
+"""Torchvision backbones for FCNTransformerNet, wrapped the way torchvision's FCN wraps them.
+
+`build_backbone` returns an ``IntermediateLayerGetter`` whose output dict holds ``"out"``
+(the deep feature map the transformer reads) and, when asked for, ``"skip"`` (a
+higher-resolution map for a sharper decoder). Nothing is downloaded unless
+``pretrained=True``; then a missing network gives a clear error instead of a traceback
+from urllib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision import models
+from torchvision.models._utils import IntermediateLayerGetter
+
+RESNET_CHANNELS = {
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+    "resnet101": (256, 512, 1024, 2048),
+}
+BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large")
+
+
+@dataclass
+class Backbone:
+    body: IntermediateLayerGetter
+    out_channels: int
+    out_stride: int
+    skip_channels: int | None
+    skip_stride: int | None
+
+
+def pretrained_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """Torchvision's ImageNet weights for ``name``, or a RuntimeError that says what is missing."""
+    weights = models.get_model_weights(name).DEFAULT
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        raise RuntimeError(
+            f"pretrained weights for {name} could not be downloaded from {weights.url} "
+            f"({error.__class__.__name__}: {error}). This machine looks offline: copy the file into "
+            f"{torch.hub.get_dir()}/checkpoints/ or build the model with pretrained_backbone=False."
+        ) from None
+
+
+def build_resnet(name: str, stage: int, dilated: bool, skip_stage: int | None, pretrained: bool) -> Backbone:
+    if not 2 <= stage <= 4:
+        raise ValueError(f"backbone_stage must be 2, 3 or 4 for {name}, got {stage}")
+    channels = RESNET_CHANNELS[name]
+    bottleneck = channels[-1] == 2048
+    if dilated and not bottleneck:
+        raise ValueError(f"{name} has BasicBlocks, which torchvision cannot dilate; use dilated=False")
+    # Dilating the stages after layer2 keeps the output at stride 8, as torchvision's FCN does.
+    dilation = [False, dilated and stage >= 3, dilated and stage >= 4]
+    resnet = models.get_model(name, weights=None, replace_stride_with_dilation=dilation)
+    if pretrained:
+        state = {k: v for k, v in pretrained_state_dict(name).items() if not k.startswith("fc.")}
+        resnet.load_state_dict(state, strict=False)
+    strides = [4, 8, 16, 32]
+    for i in (2, 3):  # layer3 and layer4 keep stride 8 when dilated
+        if dilation[i - 1]:
+            strides[i] = strides[i - 1]
+    return_layers = {f"layer{stage}": "out"}
+    if skip_stage is not None:
+        if not 1 <= skip_stage < stage:
+            raise ValueError(f"skip_stage must be between 1 and backbone_stage - 1, got {skip_stage}")
+        return_layers[f"layer{skip_stage}"] = "skip"
+    return Backbone(
+        IntermediateLayerGetter(resnet, return_layers=return_layers),
+        channels[stage - 1],
+        strides[stage - 1],
+        channels[skip_stage - 1] if skip_stage else None,
+        strides[skip_stage - 1] if skip_stage else None,
+    )
+
+
+def build_mobilenet(dilated: bool, skip_stage: int | None, pretrained: bool) -> Backbone:
+    """MobileNetV3-Large features as in torchvision's LR-ASPP/DeepLabV3 builders (960 ch at stride 16 or 32)."""
+    net = models.mobilenet_v3_large(weights=None, dilated=dilated)
+    if pretrained:
+        net.load_state_dict(pretrained_state_dict("mobilenet_v3_large"))
+    features = net.features
+    # Blocks that reduce resolution start a new stage; torchvision marks them with _is_cn.
+    stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+    return_layers = {str(stage_indices[-1]): "out"}
+    skip_channels = skip_stride = None
+    if skip_stage is not None:
+        position = stage_indices[-4]  # stride 8, 40 channels
+        return_layers[str(position)] = "skip"
+        skip_channels, skip_stride = features[position].out_channels, 8
+    return Backbone(
+        IntermediateLayerGetter(features, return_layers=return_layers),
+        features[stage_indices[-1]].out_channels,
+        16 if dilated else 32,
+        skip_channels,
+        skip_stride,
+    )
+
+
+def build_backbone(
+    name: str, stage: int = 4, dilated: bool = True, skip_stage: int | None = None, pretrained: bool = False
+) -> Backbone:
+    if name in RESNET_CHANNELS:
+        return build_resnet(name, stage, dilated, skip_stage, pretrained)
+    if name == "mobilenet_v3_large":
+        return build_mobilenet(dilated, skip_stage, pretrained)
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

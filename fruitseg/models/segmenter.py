@@ -1,0 +1,179 @@
+"""FCNTransformerNet: an FCN backbone, a Transformer over its feature map, logits at input size.
+
+    image (B, 3, H, W)
+      -> backbone (torchvision FCN-ResNet50 body by default: 2048 channels at stride 8)
+      -> 1x1 projection to d_model (identity when the widths match)
+      -> tokens (B, h*w, d_model) + 2-D sine/cosine positions -> nn.TransformerEncoder
+      -> per-token linear head (or, with ``skip_stage``, a small decoder that also reads a
+         stride-4 backbone map, for sharper edges)
+      -> bilinear upsampling to (B, num_classes, H, W)
+
+This fixes a broken earlier version that swapped the backbone's conv1 for a fresh one
+(losing pretrained weights), fed the encoder sequence-first tokens without any position
+information, and reshaped the tokens to (B, -1, 1, 1) before a Linear layer, so it never
+returned a (B, num_classes, H, W) map.
+
+Default arguments give that original configuration (d_model 2048, 8 heads, 6 layers);
+``PRESETS["light"]`` is the CPU-friendly configuration the app ships.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fruitseg.models.backbones import build_backbone
+from fruitseg.models.hub_mixin import FruitsegHubMixin
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+PRESETS: dict[str, dict] = {
+    # The original design: FCN-ResNet50 body, 2048-wide tokens, 8 heads, 6 layers.
+    "original": {},
+    # What the app ships: fast on a 2-core CPU, sharp edges from a stride-4 skip.
+    "light": dict(
+        backbone="resnet18", backbone_stage=3, dilated=False, skip_stage=1,
+        d_model=128, nhead=4, num_layers=2, dim_feedforward=256, image_size=320,
+    ),
+}
+
+
+def sine_positions(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """2-D sine/cosine position codes (h*w, dim) for any grid size, as in DETR.
+
+    Half of the channels encode the row, half the column, each as sin/cos pairs over
+    geometric frequencies; positions are normalised to [0, 1] so the codes mean the same
+    relative place at every input size.
+    """
+    if dim % 4:
+        raise ValueError(f"d_model must be divisible by 4 for 2-D positions, got {dim}")
+    quarter = dim // 4
+    freqs = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(10000.0) / quarter))
+    ys = torch.linspace(0, 1, height, device=device) * 2 * math.pi * 10
+    xs = torch.linspace(0, 1, width, device=device) * 2 * math.pi * 10
+    y = ys[:, None] * freqs[None]  # (h, quarter)
+    x = xs[:, None] * freqs[None]  # (w, quarter)
+    y = torch.cat([y.sin(), y.cos()], dim=1)[:, None, :].expand(height, width, 2 * quarter)
+    x = torch.cat([x.sin(), x.cos()], dim=1)[None, :, :].expand(height, width, 2 * quarter)
+    return torch.cat([y, x], dim=2).reshape(height * width, dim).to(dtype or torch.float32)
+
+
+class SkipDecoder(nn.Module):
+    """DeepLabV3+-style refinement: upsample the token map, join a high-resolution skip map."""
+
+    def __init__(self, in_channels: int, skip_channels: int, num_classes: int, skip_width: int = 32, width: int = 64):
+        super().__init__()
+        self.skip_proj = nn.Sequential(
+            nn.Conv2d(skip_channels, skip_width, 1, bias=False), nn.BatchNorm2d(skip_width), nn.ReLU(inplace=True)
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(in_channels + skip_width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, features: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        features = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.classifier(self.fuse(torch.cat([features, self.skip_proj(skip)], dim=1)))
+
+
+class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segmentation"):
+    """Semantic segmentation: (B, 3, H, W) normalised RGB -> (B, num_classes, H, W) logits.
+
+    Args:
+        num_classes: output classes (2: background, fruit).
+        backbone: a torchvision ResNet name or ``"mobilenet_v3_large"``.
+        backbone_stage: the ResNet stage whose output the transformer reads (4 = layer4).
+        dilated: dilate the later stages so the output stays at stride 8 (ResNet-50/101)
+            or 16 (MobileNetV3), as torchvision's segmentation models do.
+        d_model: token width; ``None`` uses the backbone's width (2048 for ResNet-50).
+        nhead, num_layers, dim_feedforward, dropout: the ``nn.TransformerEncoder``.
+        skip_stage: also read this earlier stage and decode with :class:`SkipDecoder`.
+        pretrained_backbone: start from torchvision's ImageNet weights (downloads them).
+        class_names, image_size, mean, std: the config that travels with the weights;
+            ``image_size`` is the longer side images are resized to before inference.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        backbone: str = "resnet50",
+        backbone_stage: int = 4,
+        dilated: bool = True,
+        d_model: int | None = None,
+        nhead: int = 8,
+        num_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        skip_stage: int | None = None,
+        pretrained_backbone: bool = False,
+        class_names: Sequence[str] = ("background", "fruit"),
+        image_size: int = 512,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.num_classes = num_classes
+        self.class_names = list(class_names)
+        self.image_size = image_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+
+        spec = build_backbone(backbone, backbone_stage, dilated, skip_stage, pretrained_backbone)
+        self.backbone = spec.body
+        self.output_stride = spec.out_stride
+        d_model = d_model or spec.out_channels
+        if d_model % nhead:
+            raise ValueError(f"d_model ({d_model}) must be divisible by nhead ({nhead})")
+        self.d_model = d_model
+        self.input_proj = nn.Identity() if d_model == spec.out_channels else nn.Conv2d(spec.out_channels, d_model, 1)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        if skip_stage is None:
+            self.head = nn.Linear(d_model, num_classes)
+            self.decoder = None
+        else:
+            self.head = None
+            self.decoder = SkipDecoder(d_model, spec.skip_channels, num_classes)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "FCNTransformerNet":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"FCNTransformerNet expects (B, 3, H, W) images, got {tuple(x.shape)}")
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"FCNTransformerNet needs images of at least 32x32 pixels, got {tuple(x.shape[-2:])}")
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Backbone + transformer: (B, d_model, h, w) contextual features and the skip map (or None)."""
+        features = self.backbone(x)
+        f = self.input_proj(features["out"])
+        b, c, h, w = f.shape
+        tokens = f.flatten(2).transpose(1, 2)  # (B, h*w, d_model), batch first
+        tokens = self.encoder(tokens + sine_positions(h, w, c, device=f.device, dtype=tokens.dtype))
+        return tokens.transpose(1, 2).reshape(b, c, h, w), features.get("skip")
+
+    def forward_head(self, features: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        if self.decoder is not None:
+            logits = self.decoder(features, skip)
+        else:
+            b, c, h, w = features.shape
+            logits = self.head(features.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        features, skip = self.forward_features(x)
+        return self.forward_head(features, skip, x.shape[-2:])

@@ -1,0 +1,150 @@
+"""Classifier and Segmenter: load a model once, predict on PIL images.
+
+They own everything between a clean RGB image and a result: preprocessing as described
+by the model's config (size, mean, std), the model on its device, and postprocessing
+to plain Python/numpy values. The UI calls these and never touches tensors.
+
+The classifier's inference path is tuned for CPU and GPU alike: BatchNorm folded into
+the convolutions, channels-last memory, ``torch.inference_mode`` and bfloat16 autocast
+where the hardware supports it (see ``python -m fruitseg.bench classifier``).
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from fruitseg.hub import WeightsSource, load_weights, select_device
+from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
+
+
+def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
+    """A copy of ``model`` (in eval mode) whose Conv2d+BatchNorm2d pairs are one Conv2d."""
+    fused = copy.deepcopy(model).eval()
+    for block in (fused.layer1, fused.layer2, fused.layer3):
+        block[0] = fuse_conv_bn_eval(block[0], block[1])
+        block[1] = nn.Identity()
+    return fused
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bfloat16 where it is fast (CUDA, CPUs with native bf16 support), else None (float32)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def to_tensor(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Equal-sized RGB PIL images -> normalised (B, 3, H, W) float32."""
+    array = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in images])
+    x = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def square_on_white(image: Image.Image, size: int) -> Image.Image:
+    """Pad to a square with white (Fruits-360's background), then resize to ``size``."""
+    image = image.convert("RGB")
+    side = max(image.size)
+    if image.size != (side, side):
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+        image = canvas
+    return image.resize((size, size), Image.BILINEAR) if side != size else image
+
+
+class Classifier:
+    """Top-k fruit classes for images of a single fruit on white (Fruits-360 style)."""
+
+    def __init__(self, model: FruitsClassificationModel, device: torch.device | str = "cpu", source: WeightsSource | None = None):
+        self.device = torch.device(device)
+        self.source = source
+        self.model = model.eval()
+        self.class_names = list(model.class_names)
+        self.fast_model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
+        self.amp_dtype = autocast_dtype(self.device)
+
+    @classmethod
+    def load(cls, device: torch.device | str | None = None) -> "Classifier":
+        device = torch.device(device) if device is not None else select_device()
+        model, source = load_weights(FruitsClassificationModel, "classifier", device)
+        return cls(model, device, source)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        size = self.model.image_size
+        x = to_tensor([square_on_white(image, size) for image in images], self.model.mean, self.model.std)
+        return x.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, num_classes) float32 logits."""
+        if not images:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        with autocast(self.device, self.amp_dtype):
+            out = self.fast_model(self.preprocess(images))
+        return out.float().cpu().numpy()
+
+    def predict(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """For each image, the ``top_k`` (class name, probability) pairs, most likely first."""
+        logits = torch.from_numpy(self.logits(images))
+        probs = logits.softmax(dim=1)
+        k = max(1, min(int(top_k), probs.shape[1]))
+        values, indices = probs.topk(k, dim=1)
+        return [
+            [(self.class_names[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)
+        ]
+
+
+class Segmenter:
+    """Fruit probability maps (H, W) in [0, 1] at each image's own size."""
+
+    def __init__(self, model: FCNTransformerNet, device: torch.device | str = "cpu", source: WeightsSource | None = None):
+        self.device = torch.device(device)
+        self.source = source
+        self.model = model.eval().to(self.device)
+        self.fruit_index = model.class_names.index("fruit") if "fruit" in model.class_names else 1
+
+    @classmethod
+    def load(cls, device: torch.device | str | None = None) -> "Segmenter":
+        device = torch.device(device) if device is not None else select_device()
+        model, source = load_weights(FCNTransformerNet, "segmenter", device)
+        return cls(model, device, source)
+
+    def working_size(self, image: Image.Image) -> tuple[int, int]:
+        """(width, height) with the longer side at the model's ``image_size``."""
+        scale = self.model.image_size / max(image.size)
+        return max(32, round(image.width * scale)), max(32, round(image.height * scale))
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        results = []
+        for image in images:  # images differ in size: one at a time
+            resized = image.convert("RGB").resize(self.working_size(image), Image.BILINEAR)
+            x = to_tensor([resized], self.model.mean, self.model.std).to(self.device)
+            logits = self.model(x)
+            probs = logits.float().softmax(dim=1)[:, self.fruit_index : self.fruit_index + 1]
+            probs = F.interpolate(probs, size=(image.height, image.width), mode="bilinear", align_corners=False)
+            results.append(probs[0, 0].clamp_(0, 1).cpu().numpy().astype(np.float32))
+        return results
+
+
+def load_classifier(device: torch.device | str | None = None) -> Classifier:
+    return Classifier.load(device)
+
+
+def load_segmenter(device: torch.device | str | None = None) -> Segmenter:
+    return Segmenter.load(device)

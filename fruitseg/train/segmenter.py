@@ -1,0 +1,178 @@
+"""Train FCNTransformerNet on composite fruit scenes (fruit vs background).
+
+CPU (what ships, the ``light`` preset):
+
+    python -m fruitseg.train segmenter --data ../shared/data/fruits360/Training \
+        --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter
+
+The original configuration (FCN-ResNet50 body, d_model 2048, 6 layers) on GPUs, with
+ImageNet backbone weights, 512x512 scenes and DistributedDataParallel:
+
+    torchrun --nproc_per_node=4 -m fruitseg.train segmenter --preset original \
+        --pretrained-backbone --size 512 --batch-size 8 --epochs 30 --workers 6 ...
+
+Scenes are generated on the fly (`fruitseg.data.scenes`): training scenes use the
+training-split fruits and backgrounds, validation scenes a fixed seed over the held-out
+fruit frames and held-out backgrounds, so the validation set is identical every epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
+from fruitseg.data.scenes import BackgroundBank, FruitBank, SceneDataset
+from fruitseg.models.segmenter import PRESETS, FCNTransformerNet
+from fruitseg.train import common
+
+VALIDATION_SEED = 1_000_003
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Fruits-360 Training folder (<Class>/*.jpg)")
+    parser.add_argument("--backgrounds", required=True, help="folder of background photos")
+    parser.add_argument("--preset", choices=list(PRESETS), default="light")
+    parser.add_argument("--pretrained-backbone", action="store_true", help="start from torchvision ImageNet weights")
+    parser.add_argument("--out", default="checkpoints/segmenter")
+    parser.add_argument("--work-dir", default="runs/segmenter", help="resumable state, logs, cached fruit masks")
+    parser.add_argument("--size", type=int, default=256, help="training scene size (square)")
+    parser.add_argument("--image-size", type=int, default=None, help="inference size stored in the config")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--steps-per-epoch", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=12, help="per process")
+    parser.add_argument("--val-scenes", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--amp", choices=["bf16", "none"], default="bf16")
+    parser.add_argument("--workers", type=int, default=1, help="scene-generating DataLoader workers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--resume", action="store_true")
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of the fruit class; complements cross-entropy for thin and small fruit."""
+    fruit = logits.float().softmax(dim=1)[:, 1]
+    target = target.float()
+    inter = (fruit * target).sum(dim=(1, 2))
+    return (1 - (2 * inter + 1) / (fruit.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) + 1)).mean()
+
+
+def split_backgrounds(folder: str) -> tuple[list[Path], list[Path]]:
+    """Every fifth photo (sorted by name) is kept for validation scenes."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    return [p for i, p in enumerate(paths) if i % 5], [p for i, p in enumerate(paths) if i % 5 == 0]
+
+
+def normalise(x: torch.Tensor, model: FCNTransformerNet) -> torch.Tensor:
+    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.inference_mode()
+def evaluate(model, loader, device, autocast, dist: common.Distributed) -> dict:
+    """Fruit IoU and pixel accuracy summed over the whole validation set."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # intersection, union, correct, pixels
+    for images, masks in tqdm(loader, desc="val", leave=False, disable=not dist.is_main):
+        images, masks = images.to(device), masks.to(device)
+        with autocast():
+            pred = model(normalise(images, common.unwrap(model))).argmax(dim=1)
+        fruit, truth = pred == 1, masks == 1
+        totals += torch.tensor(
+            [(fruit & truth).sum().item(), (fruit | truth).sum().item(), (pred == masks).sum().item(), masks.numel()],
+            dtype=torch.float64,
+            device=device,
+        )
+    common.all_reduce_sum(totals, dist)
+    return {"val_iou": float(totals[0] / totals[1]), "val_pixel_acc": float(totals[2] / totals[3])}
+
+
+def run(args: argparse.Namespace) -> None:
+    dist = common.setup_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = common.training_device(dist, args.device)
+    common.seed_everything(args.seed + dist.rank)
+    work_dir = Path(args.work_dir)
+
+    train_items, val_items = split_by_frame_blocks(list_images(args.data))
+    train_bg, val_bg = split_backgrounds(args.backgrounds)
+    train_fruits = FruitBank.from_items(train_items, cache=work_dir / "fruits_train.npz")
+    val_fruits = FruitBank.from_items(val_items, cache=work_dir / "fruits_val.npz")
+    size = (args.size, args.size)
+    train_set = SceneDataset(
+        train_fruits, BackgroundBank(train_bg), args.steps_per_epoch * args.batch_size * dist.world_size, size, seed=args.seed
+    )
+    val_set = SceneDataset(val_fruits, BackgroundBank(val_bg), args.val_scenes, size, seed=VALIDATION_SEED)
+    val_shard = torch.utils.data.Subset(val_set, range(dist.rank, len(val_set), dist.world_size))
+    val_loader = DataLoader(val_shard, batch_size=args.batch_size, num_workers=args.workers)
+
+    overrides = {"pretrained_backbone": args.pretrained_backbone}
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    model = FCNTransformerNet.from_preset(args.preset, **overrides).to(device)
+    model._hub_mixin_config["pretrained_backbone"] = False  # the saved weights already hold it
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * args.steps_per_epoch, pct_start=0.1
+    )
+    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+    start_epoch, history = 0, []
+    if args.resume and (work_dir / "state.json").exists():
+        start_epoch, history = common.load_state(work_dir, model, optimizer, scheduler)
+        if dist.is_main:
+            print(f"resuming after epoch {start_epoch}")
+
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        # Each epoch sees new scenes: the dataset index space is shifted by the epoch.
+        train_set.seed = args.seed * 7919 + epoch
+        shard = torch.utils.data.Subset(train_set, range(dist.rank, len(train_set), dist.world_size))
+        loader = DataLoader(shard, batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
+        ddp_model.train()
+        totals = torch.zeros(2, dtype=torch.float64)
+        started = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=not dist.is_main)
+        for images, masks in bar:
+            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            with autocast():
+                logits = ddp_model(normalise(images, model))
+            loss = F.cross_entropy(logits.float(), masks) + dice_loss(logits, masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            if scheduler.last_epoch < scheduler.total_steps:
+                scheduler.step()
+            totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+            bar.set_postfix(loss=f"{totals[0] / totals[1]:.4f}")
+        metrics = {
+            "epoch": epoch,
+            "train_loss": round(float(totals[0] / max(totals[1], 1)), 5),
+            **{k: round(v, 5) for k, v in evaluate(ddp_model, val_loader, device, autocast, dist).items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        history.append(metrics)
+        if dist.is_main:
+            print(metrics, flush=True)
+            common.save_state(work_dir, model, optimizer, scheduler, epoch, history)
+            common.write_history(work_dir, history)
+            common.export_model(model, Path(args.out), history, {"loss": ["train_loss"], "validation": ["val_iou", "val_pixel_acc"]})
+    if dist.enabled:
+        torch.distributed.destroy_process_group()
