@@ -112,8 +112,9 @@ def load_image(source: ImageSource | None, *, max_side: int | None = MAX_SIDE) -
 
     try:
         _check_dimensions(*image.size)
-        if owned:
-            # Let JPEG decode at a reduced scale (1/2 .. 1/8): much faster for photos.
+        if owned and max_side is not None:
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale, staying at least as large as the
+            # final size; Lanczos does the rest. A 12 MP photo decodes ~4x faster.
             image.draft(None, _fit_within(image.size, max_side))
         _decode_pixels(image)
         result = downscale(to_rgb(_apply_exif_orientation(image)), max_side)
@@ -136,11 +137,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         return _high_bit_depth_to_rgb(image)
+    if image.mode == "La":  # premultiplied; Pillow converts it to LA only
+        image = image.convert("LA")
     if _has_transparency(image):
         return _flatten_onto_background(image.convert("RGBA"))
     try:
         return image.convert("RGB")
-    except ValueError as exc:  # e.g. LAB, or a mode Pillow cannot convert directly
+    except ValueError as exc:  # a mode this Pillow version cannot convert to RGB
         raise InvalidImageError(
             f"The image's colour format ({image.mode}) is not supported."
         ) from exc
@@ -188,40 +191,39 @@ def _open(source: object) -> Image.Image:
 
 def _open_path(path: str | os.PathLike[str]) -> Image.Image:
     try:
-        if os.path.getsize(path) == 0:
-            raise InvalidImageError(MSG_EMPTY)
-        return _open_stream(open(path, "rb"))  # noqa: SIM115 -- closed with the image
+        size = os.path.getsize(path)
     except FileNotFoundError as exc:
         raise InvalidImageError(MSG_NOT_FOUND) from exc
-    except OSError as exc:  # a directory, no permission, I/O error...
+    except OSError as exc:
         raise InvalidImageError(MSG_UNREADABLE) from exc
+    if not os.path.isfile(path):  # a directory, a device...
+        raise InvalidImageError(MSG_UNREADABLE)
+    if size == 0:
+        raise InvalidImageError(MSG_EMPTY)
+    return _open_image(path)
 
 
 def _open_bytes(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImageError(MSG_EMPTY)
-    return _open_stream(io.BytesIO(data))
+    return _open_image(io.BytesIO(data))
 
 
-def _open_stream(stream: IO[bytes]) -> Image.Image:
+def _open_image(file: str | os.PathLike[str] | IO[bytes]) -> Image.Image:
     """``Image.open`` with every failure turned into an :class:`InvalidImageError`.
 
-    The returned image owns ``stream`` and closes it with ``Image.close()``.
+    Pillow parses only the header here; the pixels are decoded by ``load()``.
     """
     try:
-        image = Image.open(stream)
-    except Image.DecompressionBombError as exc:
-        stream.close()
+        return Image.open(file)
+    except Image.DecompressionBombError as exc:  # over 2 * Image.MAX_IMAGE_PIXELS
         raise InvalidImageError(_too_large_message(_pixels_from_bomb_error(exc))) from exc
     except UnidentifiedImageError as exc:
-        stream.close()
         raise InvalidImageError(MSG_NOT_AN_IMAGE) from exc
+    except (PermissionError, IsADirectoryError, FileNotFoundError) as exc:
+        raise InvalidImageError(MSG_UNREADABLE) from exc
     except Exception as exc:  # any other parser error on untrusted data means corrupt
-        stream.close()
         raise InvalidImageError(MSG_CORRUPT) from exc
-    # Image.open() leaves the stream open for lazy decoding; make close() close it too.
-    image._exclusive_fp = True  # noqa: SLF001 -- Pillow's own flag for "fp is ours"
-    return image
 
 
 def _decode_pixels(image: Image.Image) -> None:

@@ -1,0 +1,180 @@
+"""Measure the shipped models: ``python -m fruitseg.evaluate {classifier,segmenter,pipeline}``.
+
+classifier  top-1, top-5, per-class accuracy and the most confused pairs on any folder
+            laid out as ``<Class>/*.jpg`` (all 131 classes or only some), through the
+            exact inference path the app uses.
+segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built from
+            held-out fruit frames and held-out backgrounds (or folders you name).
+pipeline    segment-then-classify on single-fruit scenes against the classifier on the
+            same fruits on white: does a fruit on any background classify as well?
+
+Weights come from the same place as in the app (``FRUITSEG_CLASSIFIER`` /
+``FRUITSEG_SEGMENTER``, default ``checkpoints/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from tqdm import tqdm
+
+from fruitseg.data.fruits360 import FruitImage, list_images, split_by_frame_blocks
+from fruitseg.predictors import Classifier, Segmenter
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DEFAULT_FRUITS = SHARED / "fruits360" / "Training"
+DEFAULT_BACKGROUNDS = SHARED / "backgrounds"
+EVAL_SEED = 2024
+
+
+def evaluate_classifier(classifier: Classifier, items: list[FruitImage], batch_size: int = 128) -> dict:
+    labels = np.array([item.label for item in items])
+    top5 = np.empty((len(items), 5), dtype=np.int64)
+    for start in tqdm(range(0, len(items), batch_size), desc="classifying", unit="batch"):
+        batch = []
+        for item in items[start : start + batch_size]:
+            with Image.open(item.path) as image:
+                batch.append(image.convert("RGB"))
+        logits = classifier.logits(batch)
+        top5[start : start + len(batch)] = np.argsort(-logits, axis=1)[:, :5]
+    hit1 = top5[:, 0] == labels
+    per_class = {
+        classifier.class_names[c]: round(float(hit1[labels == c].mean()), 4) for c in sorted(set(labels.tolist()))
+    }
+    confusions = Counter(
+        (classifier.class_names[t], classifier.class_names[p]) for t, p in zip(labels[~hit1], top5[~hit1, 0])
+    )
+    return {
+        "images": len(items),
+        "classes": len(per_class),
+        "top1": round(float(hit1.mean()), 5),
+        "top5": round(float((top5 == labels[:, None]).any(axis=1).mean()), 5),
+        "worst_classes": dict(sorted(per_class.items(), key=lambda kv: kv[1])[:10]),
+        "most_confused": [{"true": t, "predicted": p, "count": n} for (t, p), n in confusions.most_common(10)],
+        "per_class_top1": per_class,
+    }
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask)
+
+
+def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: int = 2) -> float:
+    """F1 of boundary pixels matched within ``tolerance`` pixels (as in the DAVIS F measure)."""
+    pb, tb = boundary(pred), boundary(truth)
+    if not pb.any() and not tb.any():
+        return 1.0
+    near_t = ndimage.binary_dilation(tb, iterations=tolerance)
+    near_p = ndimage.binary_dilation(pb, iterations=tolerance)
+    precision = (pb & near_t).sum() / max(pb.sum(), 1)
+    recall = (tb & near_p).sum() / max(tb.sum(), 1)
+    return float(2 * precision * recall / max(precision + recall, 1e-9))
+
+
+def validation_scenes(count: int, seed: int, size: int, fruits_dir=None, backgrounds_dir=None, max_fruits: int = 8):
+    """Deterministic scenes from held-out fruit frames and held-out backgrounds (or the given folders)."""
+    from fruitseg.data.scenes import BackgroundBank, FruitBank, make_scene
+    from fruitseg.train.segmenter import split_backgrounds
+
+    if fruits_dir:
+        fruit_items = list_images(fruits_dir)
+    else:
+        fruit_items = split_by_frame_blocks(list_images(DEFAULT_FRUITS))[1]
+    background_paths = split_backgrounds(backgrounds_dir or DEFAULT_BACKGROUNDS)[1] if not backgrounds_dir else sorted(
+        p for p in Path(backgrounds_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+    )
+    fruits, backgrounds = FruitBank.from_items(fruit_items), BackgroundBank(background_paths)
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        yield make_scene(rng, fruits, backgrounds, (size, size), max_fruits=max_fruits)
+
+
+def evaluate_segmenter(segmenter: Segmenter, scenes, threshold: float = 0.5) -> dict:
+    inter = union = correct = pixels = 0
+    ious, f1s = [], []
+    for scene in tqdm(scenes, desc="segmenting", unit="scene"):
+        prob = segmenter.predict([Image.fromarray(scene.image)])[0]
+        pred, truth = prob >= threshold, scene.mask.astype(bool)
+        i, u = int((pred & truth).sum()), int((pred | truth).sum())
+        inter, union = inter + i, union + u
+        correct, pixels = correct + int((pred == truth).sum()), pixels + truth.size
+        ious.append(i / max(u, 1))
+        f1s.append(boundary_f1(pred, truth))
+    return {
+        "scenes": len(ious),
+        "fruit_iou": round(inter / max(union, 1), 5),
+        "mean_scene_iou": round(float(np.mean(ious)), 5),
+        "pixel_accuracy": round(correct / max(pixels, 1), 5),
+        "boundary_f1_2px": round(float(np.mean(f1s)), 5),
+    }
+
+
+def evaluate_pipeline(pipeline, scenes) -> dict:
+    """Top-1 of segment-then-classify on single-fruit scenes, and of classifying the raw scene."""
+    hits = naive_hits = found = total = 0
+    for scene in tqdm(scenes, desc="segment+classify", unit="scene"):
+        image, truth = Image.fromarray(scene.image), pipeline.classifier.class_names[scene.labels[0]]
+        fruits = pipeline.analyze(image).fruits
+        total += 1
+        found += bool(fruits)
+        hits += bool(fruits) and fruits[0].label == truth
+        naive_hits += pipeline.classifier.predict([image], top_k=1)[0][0][0] == truth
+    return {
+        "scenes": total,
+        "fruit_found": round(found / max(total, 1), 5),
+        "segment_then_classify_top1": round(hits / max(total, 1), 5),
+        "classify_whole_scene_top1": round(naive_hits / max(total, 1), 5),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fruitseg.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="task", required=True)
+    cls = sub.add_parser("classifier", help="top-1/top-5 on a <Class>/*.jpg folder")
+    cls.add_argument("--data", required=True)
+    cls.add_argument("--split", choices=["all", "val"], default="all", help="val: only the held-out frame blocks")
+    cls.add_argument("--limit", type=int, default=0)
+    seg = sub.add_parser("segmenter", help="IoU on composite scenes")
+    pipe = sub.add_parser("pipeline", help="segment-then-classify on single-fruit scenes")
+    for p in (seg, pipe):
+        p.add_argument("--scenes", type=int, default=200)
+        p.add_argument("--seed", type=int, default=EVAL_SEED)
+        p.add_argument("--size", type=int, default=512)
+        p.add_argument("--fruits", default=None, help="fruit folder (default: held-out Fruits-360 frames)")
+        p.add_argument("--backgrounds", default=None, help="background folder (default: held-out photos)")
+    for p in (cls, seg, pipe):
+        p.add_argument("--json", default=None, help="also write the results here")
+        p.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+
+    if args.task == "classifier":
+        classifier = Classifier.load(args.device)
+        items = list_images(args.data, tuple(classifier.class_names))
+        if args.split == "val":
+            items = split_by_frame_blocks(items)[1]
+        if args.limit:
+            items = items[:: max(1, len(items) // args.limit)][: args.limit]
+        results = evaluate_classifier(classifier, items)
+    elif args.task == "segmenter":
+        scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds)
+        results = evaluate_segmenter(Segmenter.load(args.device), scenes)
+    else:
+        from fruitseg.pipeline import FruitPipeline
+
+        pipeline = FruitPipeline(Classifier.load(args.device), Segmenter.load(args.device))
+        scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds, max_fruits=1)
+        results = evaluate_pipeline(pipeline, scenes)
+    summary = {k: v for k, v in results.items() if k != "per_class_top1"}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
