@@ -1,11 +1,11 @@
 """Label-masking distillation (FedLMD) and the two distillation losses it is compared with.
 
-FedLMD comes from "Federated Learning with Label-Masking Distillation" (Lu et al., ACM
-Multimedia 2023, https://doi.org/10.1145/3581783.3611984). In federated learning each client
-trains on a skewed local label distribution: a few *major* classes dominate its data (FedLMD's
-rule: the classes whose local count is strictly above the mean count over all C classes, see
-:func:`major_labels_from_counts`). Fine-tuning the global model on such data makes it forget the
-classes the client rarely sees.
+FedLMD comes from "Federated Learning with Label-Masking Distillation" (Lu, Li, Bao, Wang, Qian
+and Ge, ACM Multimedia 2023; arXiv:2409.13136; code at https://github.com/wnma3mz/FedLMD).
+In federated learning each client trains on a skewed local label distribution: a few *major*
+classes dominate its data (FedLMD's rule: the classes whose local count is strictly above the
+mean count over all C classes, see :func:`major_labels_from_counts`). Fine-tuning the global
+model on such data makes it forget the classes the client rarely sees.
 
 FedLMD adds a distillation term to the cross-entropy. The teacher is the global model
 (``teacher_logits``), the student is the local model being trained. Both distributions are
@@ -41,8 +41,8 @@ is also major gets ``-2000`` in the teacher, as in the reference. Consequences:
 Everything is computed in float32 (float64 if a logit tensor is float64): float16 and bfloat16
 logits are upcast first, since ``logits / T - 1000`` would lose all precision in half
 precision. Masks are built on the logits' device, so the code runs on CPU and CUDA alike.
-Gradients flow into ``teacher_logits`` if they require grad (as in the reference); pass a
-detached teacher, e.g. computed under ``torch.no_grad()``.
+The teacher is a fixed target: its logits are detached, so no gradient reaches them (in the
+reference code the gradient into a masked teacher logit is NaN, from ``0 * log 0``).
 
 :func:`lmd_breakdown` evaluates one sample from plain Python numbers for the app's
 "LMD loss explorer" and returns the terms, the distributions and the gradients as JSON-able
@@ -138,7 +138,9 @@ def _true_class_mask(target: Tensor, like: Tensor) -> Tensor:
 
 def _major_mask(major_labels: MajorLabels, num_classes: int, like: Tensor) -> Tensor:
     """The major classes as a 0/1 vector of shape (C,) with ``like``'s dtype and device."""
-    labels = major_labels if isinstance(major_labels, Tensor) else torch.as_tensor(np.asarray(major_labels))
+    labels = major_labels
+    if not isinstance(labels, Tensor):
+        labels = torch.as_tensor(np.asarray(labels))
     if labels.dtype == torch.bool:
         if tuple(labels.shape) != (num_classes,):
             raise ValueError(
@@ -181,9 +183,13 @@ def _lmd_logits(
 
 
 def _distill(student_scaled: Tensor, teacher_scaled: Tensor, T: float) -> Tensor:
-    """KL(softmax(teacher_scaled) || softmax(student_scaled)), averaged over the batch, times T**2."""
+    """KL(softmax(teacher_scaled) || softmax(student_scaled)), averaged over the batch, times T**2.
+
+    The teacher is detached: it is a target, and the gradient of ``p log p`` at a masked
+    ``p == 0`` would be NaN.
+    """
     log_p_student = F.log_softmax(student_scaled, dim=1)
-    p_teacher = F.softmax(teacher_scaled, dim=1)
+    p_teacher = F.softmax(teacher_scaled.detach(), dim=1)
     return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * T**2
 
 
