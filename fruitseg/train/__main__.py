@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TASKS = {"classifier": "fruitseg.train.classifier"}
+TASKS = {"classifier": "fruitseg.train.classifier", "segmenter": "fruitseg.train.segmenter"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,197 @@
+"""``fruitseg.bench`` in quick mode: well-formed, sane results (behaviour only, never timings).
+
+Everything here runs on the bundled fixtures (``tests/fixtures/fruits``, ``backgrounds``),
+so it needs neither ``../shared/data`` nor the network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import pytest
+
+from fruitseg import bench
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def positive_finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def check_stats(stats: dict) -> None:
+    for key in ("p50_ms", "p95_ms", "mean_ms"):
+        assert positive_finite(stats[key]), (key, stats)
+    assert stats["p95_ms"] >= stats["p50_ms"]
+    assert stats["n"] >= 1
+
+
+@pytest.fixture(scope="module")
+def classifier_result(tmp_path_factory):
+    absent = tmp_path_factory.mktemp("no-data") / "Training"  # forces the fixture fallback
+    return bench.bench_classifier(quick=True, data=absent, log=lambda message: None)
+
+
+@pytest.fixture(scope="module")
+def segmenter_result(tmp_path_factory):
+    absent = tmp_path_factory.mktemp("no-shared")
+    return bench.bench_segmenter(
+        quick=True,
+        data=absent / "Training",
+        backgrounds=absent / "backgrounds",
+        sizes={(128, 128): 2, (96, 160): 1},
+        log=lambda message: None,
+    )
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def test_classifier_quick_is_well_formed(classifier_result):
+    r = classifier_result
+    assert r["threads"] >= 1 and r["device"]
+    for batch in ("batch1", "batch64"):
+        for path in ("shipped", "plain"):
+            check_stats(r[batch][path])
+            assert positive_finite(r[batch][path]["per_s"])
+        assert positive_finite(r[batch]["speedup"])
+    # images/s at batch 64 counts 64 images per call
+    b64 = r["batch64"]["shipped"]
+    assert b64["per_s"] == pytest.approx(64_000 / b64["p50_ms"], rel=0.02)
+
+
+def test_classifier_paths_agree_on_the_fixtures(classifier_result):
+    acc = classifier_result["accuracy"]
+    assert acc["images"] == len(list(bench.FIXTURE_FRUITS.glob("*.jpg")))
+    assert 0.0 <= acc["agreement"] <= 1.0
+    assert acc["shipped_classes"] == acc["plain_classes"]  # the same top-1 class, image by image
+    assert acc["agreement"] == 1.0
+    assert math.isfinite(acc["max_abs_logit_diff"]) and acc["max_abs_logit_diff"] >= 0
+    assert "shipped_top1" not in acc  # no labelled held-out data: agreement only
+
+
+def test_plain_path_matches_the_shipped_logits():
+    classifier = bench.load_classifier("cpu")
+    images = [bench.open_rgb(p) for p in sorted(bench.FIXTURE_FRUITS.glob("*.jpg"))]
+    fast = classifier.logits(images)
+    plain = bench.plain_logits(classifier.model, images, classifier.device)
+    assert plain.shape == fast.shape == (len(images), len(classifier.class_names))
+    assert plain.dtype == np.float32
+    tolerance = 0.5 if classifier.amp_dtype is not None else 1e-3  # bf16 autocast vs float32
+    assert np.abs(plain - fast).max() < tolerance
+
+
+# --------------------------------------------------------------------------- segmenter
+
+
+def test_segmenter_quick_is_well_formed(segmenter_result):
+    r = segmenter_result
+    assert [entry["size"] for entry in r["sizes"]] == ["128x128", "160x96"]
+    assert isinstance(r["trained"], bool) and r["weights"]
+    for entry in r["sizes"]:
+        assert set(entry["methods"]) == {"segmenter", *bench.BASELINES}
+        for name, m in entry["methods"].items():
+            assert 0.0 <= m["iou"] <= 1.0 and 0.0 <= m["mean_scene_iou"] <= 1.0, (name, m)
+            check_stats({**m, "n": entry["scenes"]})
+            assert positive_finite(m["time_vs_segmenter"])
+        assert entry["methods"]["segmenter"]["time_vs_segmenter"] == 1.0
+
+
+def test_scenes_are_deterministic_and_fall_back_to_fixtures(tmp_path):
+    fruits, backgrounds, description = bench.scene_banks(tmp_path / "a", tmp_path / "b", quick=True, log=lambda m: None)
+    assert description.startswith("fixtures")
+    one = bench.make_scenes(fruits, backgrounds, 2, seed=3, size=(64, 80))
+    two = bench.make_scenes(fruits, backgrounds, 2, seed=3, size=(64, 80))
+    for a, b in zip(one, two):
+        assert a.image.shape == (64, 80, 3) and a.mask.shape == (64, 80)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+
+
+def disc_scene(foreground, background, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:size, 0:size]
+    truth = (xs - size / 2) ** 2 + (ys - size / 2) ** 2 <= (size / 4) ** 2
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = background
+    image[truth] = foreground
+    return image, truth
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    return (pred & truth).sum() / max((pred | truth).sum(), 1)
+
+
+@pytest.mark.parametrize("foreground, background", [((230, 120, 20), (40, 40, 50)), ((120, 30, 30), (235, 235, 225))])
+@pytest.mark.parametrize("name", sorted(bench.BASELINES))
+def test_baselines_find_a_plain_disc_whatever_its_polarity(name, foreground, background):
+    image, truth = disc_scene(foreground, background)
+    pred = bench.BASELINES[name][1](image)
+    assert pred.shape == truth.shape and pred.dtype == bool
+    assert iou(pred, truth) > 0.85
+
+
+def test_foreground_is_the_side_touching_the_border_less():
+    binary = np.ones((10, 10), bool)
+    binary[3:7, 3:7] = False
+    assert bench.foreground_not_border(binary).sum() == 16
+    assert bench.foreground_not_border(~binary).sum() == 16
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_markdown_renders_one_table_per_part(classifier_result, segmenter_result):
+    results = {
+        "machine": bench.machine_info("cpu"),
+        "classifier": classifier_result,
+        "segmenter": segmenter_result,
+        "app": {"error": "not run in this test"},
+    }
+    text = bench.to_markdown(results)
+    assert text.startswith("## Performance")
+    for title in ("### Classifier", "### Segmenter", "### App"):
+        assert title in text
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    separators = [line for line in tables if set(line) <= set("|-: ")]
+    assert len(separators) == 2  # classifier and segmenter; the app section says why it is missing
+    widths = {line.count("|") for line in tables if "Method" in line or "Otsu" in line or "GrabCut" in line}
+    assert len(widths) == 1  # every row of the segmenter table has the header's columns
+    assert "Not measured: not run in this test" in text
+    json.dumps(bench.clean(results), allow_nan=False)  # strict JSON
+
+
+def test_machine_info_describes_the_machine():
+    info = bench.machine_info("cpu")
+    assert info["cpu"] and info["torch"] and info["device"] == "cpu"
+    assert info["torch_threads"] >= 1 and info["usable_cores"] >= 1
+
+
+def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys, classifier_result):
+    canned = {"machine": bench.machine_info("cpu"), "quick": True, "classifier": {**classifier_result, "speedup_nan": float("nan")}}
+    monkeypatch.setattr(bench, "run", lambda parts, args, log: canned)
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert bench.main(["classifier", "--quick", "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    data = json.loads(out_json.read_text())
+    assert data["classifier"]["speedup_nan"] is None  # NaN is written as null
+    assert out_md.read_text() in capsys.readouterr().out
+    assert "### Classifier" in out_md.read_text()
+
+
+def test_rss_helpers_measure_this_process():
+    assert bench.rss_bytes() > 0
+    assert bench.peak_rss_bytes() >= bench.rss_bytes() * 0.5
+    with bench.RssSampler(os.getpid(), interval=0.01) as sampler:
+        time.sleep(0.05)
+    assert sampler.samples >= 1 and sampler.peak > 0
+
+
+def test_plain_baseline_runs_in_grad_mode_without_autocast():
+    classifier = bench.load_classifier("cpu")
+    images = [bench.open_rgb(next(bench.FIXTURE_FRUITS.glob("*.jpg")))]
+    out = bench.plain_forward(classifier.model, images, classifier.device)
+    assert out.requires_grad and out.dtype == torch.float32  # an autograd graph was built
+    assert out.grad_fn is not None and not torch.is_inference(out)
