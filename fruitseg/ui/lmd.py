@@ -1,0 +1,693 @@
+"""LMD explorer tab: how label-masking distillation (FedLMD) reacts to its inputs, live.
+
+One sample, C classes. The student's and the teacher's logits, the per-class counts of
+the client's data and the true class go in; CE, the LMD term and the total come out,
+with the distributions LMD compares, the gradient on every student logit, and KD / NTD
+on the same logits for comparison. Every control change recomputes (no submit button);
+the numbers come from ``fruitseg.losses.lmd_breakdown``.
+
+Presets fill the table:
+
+* **Random** (seeded): teacher and student logits ~ N(0, 2²), counts from a skewed
+  Dirichlet(0.5) draw, a random true class.
+* **Confident teacher**: the teacher's logit for the true class is 6 above its largest
+  other logit; the student is N(0, 1) noise.
+* **Uniform student**: every student logit is 0 (a uniform prediction); the teacher is
+  N(0, 2²) with +3 on the true class.
+* **From a photo**: the teacher is the fruit classifier's logits on an uploaded photo,
+  restricted to its top-C classes (the classes are then those fruits, most likely first);
+  the student is a weaker copy, half the teacher's logits plus N(0, 1) noise (seeded); the
+  true class is the classifier's top class. Counts are a skewed random draw as above.
+"""
+
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Sequence
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from fruitseg.losses import lmd_breakdown, major_labels_from_counts
+from fruitseg.ui import charts
+from fruitseg.ui.common import Stopwatch, image_input, read_image, user_errors
+from fruitseg.ui.models import Models
+
+COLUMNS = ["class", "student", "teacher", "count"]
+MIN_CLASSES, MAX_CLASSES = 3, 20
+DEFAULT_CLASSES = 6
+DEFAULT_T, DEFAULT_BETA = 2.0, 1.0
+DEFAULT_PRESET, DEFAULT_SEED = "confident teacher", 9  # a minority true class and two major classes
+T_RANGE, BETA_RANGE = (0.5, 10.0), (0.0, 5.0)
+LOGIT_LIMIT = 100.0  # logits are clamped to +-this (|logits / T| stays far from the -1000 mask)
+COUNT_LIMIT = 1e9
+FRUIT_NAMES = (
+    "Apple", "Banana", "Cherry", "Kiwi", "Lemon", "Mango", "Orange", "Pear", "Plum", "Grape",
+    "Peach", "Lime", "Melon", "Papaya", "Fig", "Guava", "Lychee", "Apricot", "Pineapple", "Strawberry",
+)  # fmt: skip
+PRESETS = ("random", "confident teacher", "uniform student")
+COMPARISON_COLUMNS = ["loss", "teacher masks", "student masks", "term", "CE + β·term"]
+
+COLOURS = {
+    "teacher_raw": "#9ca3af",
+    "teacher": "#f97316",
+    "student": "#2563eb",
+    "total": "#7c3aed",
+    "ce": "#64748b",
+    "lmd": "#f97316",
+}
+
+EXPLAINER = """
+**What masking does.** The loss for one sample is **CE + β · LMD**. Cross-entropy (CE) pulls the
+student towards the true class. The LMD term is a distillation term: the student should match the
+teacher's opinion, softened by the temperature T, about the *other* classes. Before the two
+distributions are compared, some classes are **masked** (their probability set to 0 and the rest
+renormalised):
+
+* the **true class** is masked in both the teacher and the student, because CE already teaches it
+  (this alone is FedNTD's *not-true distillation*);
+* the client's **major classes** (the ones its local data has plenty of; FedLMD's rule: count above
+  the mean count) are also masked in the **teacher**. The teacher's probability then flows to the
+  **minority classes**, so the student is taught what the global model knows about the classes its
+  own data lacks, and any probability the student keeps on its major classes is penalised.
+
+The KL term is multiplied by T², as usual for distillation. Negative gradient bars are logits that a
+gradient-descent step would *raise*.
+"""
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def default_names(num_classes: int) -> list[str]:
+    return [FRUIT_NAMES[i] if i < len(FRUIT_NAMES) else f"class {i}" for i in range(num_classes)]
+
+
+def make_table(
+    names: Sequence[str], student: Sequence[float], teacher: Sequence[float], counts: Sequence[float]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "class": [str(n) for n in names],
+            "student": [round(float(v), 2) for v in student],
+            "teacher": [round(float(v), 2) for v in teacher],
+            "count": [int(round(float(c))) for c in counts],
+        },
+        columns=COLUMNS,
+    )
+
+
+def skewed_counts(num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """A non-IID client: a few classes hold most of the samples (Dirichlet(0.5) x 40 C)."""
+    return np.round(rng.dirichlet(np.full(num_classes, 0.5)) * 40 * num_classes)
+
+
+def preset_table(kind: str, num_classes: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """(table, true class) for one of :data:`PRESETS` (see the module docstring)."""
+    num_classes = clamp_classes(num_classes)
+    rng = np.random.default_rng(int(seed))
+    counts = skewed_counts(num_classes, rng)
+    target = int(rng.integers(num_classes))
+    if kind == "random":
+        teacher, student = rng.normal(0, 2, num_classes), rng.normal(0, 2, num_classes)
+    elif kind == "confident teacher":
+        teacher = rng.normal(0, 1, num_classes)
+        teacher[target] = np.delete(teacher, target).max() + 6
+        student = rng.normal(0, 1, num_classes)
+    elif kind == "uniform student":
+        teacher = rng.normal(0, 2, num_classes)
+        teacher[target] += 3
+        student = np.zeros(num_classes)
+    else:
+        raise gr.Error(f"Unknown preset {kind!r}; choose one of: {', '.join(PRESETS)}.")
+    return make_table(default_names(num_classes), student, teacher, counts), target
+
+
+def photo_table(
+    classifier_logits: np.ndarray, class_names: Sequence[str], num_classes: int, seed: int = 0
+) -> tuple[pd.DataFrame, int]:
+    """Teacher = the classifier's logits over its top-C classes; student = 0.5 x teacher + N(0, 1)."""
+    num_classes = min(clamp_classes(num_classes), len(class_names))
+    logits = np.asarray(classifier_logits, dtype=np.float64).reshape(-1)
+    top = np.argsort(-logits, kind="stable")[:num_classes]
+    rng = np.random.default_rng(int(seed))
+    teacher = logits[top]
+    student = 0.5 * teacher + rng.normal(0, 1, num_classes)
+    counts = skewed_counts(num_classes, rng)
+    return make_table([class_names[i] for i in top], student, teacher, counts), 0
+
+
+def resize_table(table: Any, num_classes: int) -> pd.DataFrame:
+    """Keep the first C rows; new rows get a fruit name, zero logits and a count of 10."""
+    num_classes = clamp_classes(num_classes)
+    names, student, teacher, counts, _ = repair_table(table, None)
+    n = len(names)
+    if n >= num_classes:
+        return make_table(names[:num_classes], student[:num_classes], teacher[:num_classes], counts[:num_classes])
+    extra = default_names(num_classes)[n:]
+    used = set(names)
+    extra = [name if name not in used else f"class {n + i}" for i, name in enumerate(extra)]
+    return make_table(
+        [*names, *extra],
+        [*student, *[0.0] * (num_classes - n)],
+        [*teacher, *[0.0] * (num_classes - n)],
+        [*counts, *[10.0] * (num_classes - n)],
+    )
+
+
+def clamp_classes(num_classes: Any) -> int:
+    """Round and clamp to [MIN_CLASSES, MAX_CLASSES]; a non-number is a ``gr.Error``."""
+    try:
+        value = float(num_classes)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not math.isfinite(value):
+        message = f"The number of classes must be a whole number from {MIN_CLASSES} to {MAX_CLASSES}."
+        raise gr.Error(message, print_exception=False)
+    return int(min(max(round(value), MIN_CLASSES), MAX_CLASSES))
+
+
+def _as_frame(table: Any) -> pd.DataFrame:
+    if table is None:
+        return pd.DataFrame(columns=COLUMNS)
+    if isinstance(table, pd.DataFrame):
+        return table
+    try:
+        if isinstance(table, dict) and "data" in table:  # Gradio's {"headers", "data"} payload
+            data = [row for row in table["data"] or [] if row]
+            headers = table.get("headers") or None
+            return pd.DataFrame(data, columns=headers) if data or headers else pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(table)
+    except Exception:
+        raise gr.Error("The logits table could not be read; pick a preset to reset it.", print_exception=False) from None
+
+
+def _column(frame: pd.DataFrame, name: str, position: int) -> pd.Series | None:
+    lookup = {str(c).strip().lower(): c for c in frame.columns}
+    if name in lookup:
+        return frame[lookup[name]]
+    if frame.shape[1] > position and not any(str(c).strip().lower() in COLUMNS for c in frame.columns):
+        return frame.iloc[:, position]
+    return None
+
+
+def _numbers(
+    column: pd.Series | None, rows: int, what: str, low: float, high: float, fill: float, notes: list[str]
+) -> list[float]:
+    if column is None:
+        notes.append(f"The table has no '{what}' column: used {fill:g} for every class.")
+        return [fill] * rows
+    raw = column.tolist()
+    values = np.array([_to_number(v) for v in raw], dtype=np.float64)
+    bad = np.isnan(values)  # +-inf is just a huge number: clamped below
+    if bad.any():
+        which = ", ".join(str(i) for i in np.flatnonzero(bad)[:6])
+        notes.append(f"Non-numeric or empty '{what}' cells (rows {which}) were read as {fill:g}.")
+        values[bad] = fill
+    clipped = np.clip(values, low, high)
+    if (clipped != values).any():
+        notes.append(f"'{what}' values outside [{low:g}, {high:g}] were clamped.")
+    return clipped.tolist()
+
+
+def _to_number(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return float("nan")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    try:
+        return float(str(value).strip().replace(",", ".").replace("−", "-"))
+    except ValueError:
+        return float("nan")
+
+
+def repair_table(table: Any, num_classes: int | None) -> tuple[list[str], list[float], list[float], list[float], list[str]]:
+    """(names, student, teacher, counts, notes): any table made usable, every repair noted.
+
+    Non-numeric / empty / NaN cells become 0 (logits) or 0 (counts); logits are clamped to
+    +-:data:`LOGIT_LIMIT`, counts to [0, :data:`COUNT_LIMIT`]; with ``num_classes`` given,
+    missing rows are added (zero logits) and extra rows dropped.
+    """
+    frame = _as_frame(table)
+    notes: list[str] = []
+    frame = frame.dropna(how="all")
+    rows = len(frame)
+    names_col = _column(frame, "class", 0)
+    raw_names = names_col.tolist() if names_col is not None else [None] * rows
+    names = [str(n).strip() if n is not None and str(n).strip() not in ("", "nan") else f"class {i}" for i, n in enumerate(raw_names)]
+    student = _numbers(_column(frame, "student", 1), rows, "student", -LOGIT_LIMIT, LOGIT_LIMIT, 0.0, notes) if rows else []
+    teacher = _numbers(_column(frame, "teacher", 2), rows, "teacher", -LOGIT_LIMIT, LOGIT_LIMIT, 0.0, notes) if rows else []
+    counts = _numbers(_column(frame, "count", 3), rows, "count", 0.0, COUNT_LIMIT, 0.0, notes) if rows else []
+    if num_classes is not None:
+        if rows == 0:
+            notes.append("The table was empty: every logit was taken as 0.")
+        elif rows < num_classes:
+            notes.append(
+                f"The table has {rows} rows for {num_classes} classes: the missing classes got logits 0 and count 0."
+            )
+        elif rows > num_classes:
+            notes.append(f"The table has {rows} rows for {num_classes} classes: the extra rows were ignored.")
+        missing = max(0, num_classes - rows)
+        names = (names + default_names(num_classes)[rows:])[:num_classes] if missing else names[:num_classes]
+        student = (student + [0.0] * missing)[:num_classes]
+        teacher = (teacher + [0.0] * missing)[:num_classes]
+        counts = (counts + [0.0] * missing)[:num_classes]
+    return names, student, teacher, counts, notes
+
+
+# --------------------------------------------------------------------------- choices
+
+
+def class_choices(names: Sequence[str]) -> list[tuple[str, int]]:
+    return [(f"{i} · {name}", i) for i, name in enumerate(names)]
+
+
+def major_ids_from_counts(counts: Sequence[float]) -> list[int]:
+    """FedLMD's rule (``fruitseg.losses.major_labels_from_counts``) as plain ints."""
+    return [int(i) for i in major_labels_from_counts(np.asarray(counts, dtype=np.float64)).tolist()]
+
+
+def check_T(T: Any) -> float:
+    try:
+        value = float(T)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise gr.Error(f"The temperature T must be a number greater than 0 (got {T!r}).", print_exception=False)
+    return value
+
+
+def check_beta(beta: Any) -> float:
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise gr.Error(f"β must be a number ≥ 0 (got {beta!r}).", print_exception=False)
+    return value
+
+
+def resolve_target(target: Any, num_classes: int, notes: list[str]) -> int:
+    try:
+        value = float(target)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not math.isfinite(value):
+        notes.append("No valid true class was given: using class 0.")
+        return 0
+    index = int(round(value))
+    if not 0 <= index < num_classes:
+        clamped = min(max(index, 0), num_classes - 1)
+        notes.append(f"True class {index} does not exist with {num_classes} classes: using class {clamped}.")
+        return clamped
+    return index
+
+
+def resolve_manual(manual: Any, num_classes: int, notes: list[str]) -> list[int]:
+    ids: list[int] = []
+    dropped = []
+    for value in manual or []:
+        try:
+            index = int(value)
+        except (TypeError, ValueError):
+            dropped.append(str(value))
+            continue
+        if 0 <= index < num_classes:
+            ids.append(index)
+        else:
+            dropped.append(str(value))
+    if dropped:
+        notes.append(f"Major labels {', '.join(dropped)} do not exist with {num_classes} classes and were ignored.")
+    return sorted(set(ids))
+
+
+# --------------------------------------------------------------------------- the computation
+
+
+@dataclass
+class Exploration:
+    names: list[str]
+    target: int
+    majors: list[int]
+    major_source: str  # "counts" or "manual"
+    T: float
+    beta: float
+    result: dict[str, Any]  # lmd_breakdown's answer
+    counts: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ms: float = 0.0
+
+
+def explore(
+    num_classes: Any, target: Any, T: Any, beta: Any, major_source: str, manual_majors: Any, table: Any
+) -> Exploration:
+    """Repair the inputs (every repair noted), then compute every term with ``lmd_breakdown``."""
+    with Stopwatch() as watch:
+        T, beta = check_T(T), check_beta(beta)
+        num_classes = clamp_classes(num_classes)
+        names, student, teacher, counts, notes = repair_table(table, num_classes)
+        target = resolve_target(target, num_classes, notes)
+        source = "manual" if str(major_source).strip().lower().startswith("manual") else "counts"
+        majors = resolve_manual(manual_majors, num_classes, notes) if source == "manual" else major_ids_from_counts(counts)
+        try:
+            result = lmd_breakdown(student, teacher, target, T, beta, majors)
+        except ValueError as error:
+            raise gr.Error(f"Could not compute the loss: {error}", print_exception=False) from None
+    return Exploration(names, target, majors, source, T, beta, result, counts, notes, watch.ms)
+
+
+def distribution_chart(ex: Exploration) -> str:
+    r, n = ex.result, len(ex.names)
+    majors = set(ex.majors)
+    teacher_notes = [
+        "masked: true class" if i == ex.target else "masked: major class" if i in majors else "" for i in range(n)
+    ]
+    student_notes = ["masked: true class" if i == ex.target else "" for i in range(n)]
+    tags = [("true+major" if i in majors else "true") if i == ex.target else "major" if i in majors else "" for i in range(n)]
+    values = [*r["teacher_probs_unmasked"], *r["teacher_probs"], *r["student_probs"]]
+    return charts.render(
+        charts.Chart(
+            title=f"What LMD compares (softmax of logits / T, T = {ex.T:g})",
+            categories=ex.names,
+            series=[
+                charts.Series("teacher before masking", r["teacher_probs_unmasked"], COLOURS["teacher_raw"], 0.55),
+                charts.Series("teacher, masked (target)", r["teacher_probs"], COLOURS["teacher"], notes=teacher_notes),
+                charts.Series("student, true class masked", r["student_probs"], COLOURS["student"], notes=student_notes),
+            ],
+            y_title="probability",
+            tags=tags,
+            y_min=0.0,
+            y_max=min(1.0, max(values) * 1.08) if values else 1.0,
+            elem_class="fs-chart fs-chart-probs",
+        )
+    )
+
+
+def gradient_chart(ex: Exploration) -> str:
+    r = ex.result
+    tags = ["true" if i == ex.target else "major" if i in set(ex.majors) else "" for i in range(len(ex.names))]
+    return charts.render(
+        charts.Chart(
+            title="Gradient of the loss w.r.t. each student logit",
+            categories=ex.names,
+            series=[
+                charts.Series("total", r["grad_total"], COLOURS["total"]),
+                charts.Series("CE part", r["grad_ce"], COLOURS["ce"], 0.7),
+                charts.Series("β · LMD part", [ex.beta * g for g in r["grad_lmd"]], COLOURS["lmd"], 0.8),
+            ],
+            y_title="∂ loss / ∂ logit",
+            tags=tags,
+            value_format="{:+.4f}",
+            elem_class="fs-chart fs-chart-grads",
+        )
+    )
+
+
+def comparison_table(ex: Exploration) -> pd.DataFrame:
+    r = ex.result
+    rows = [
+        ["KD", "nothing", "nothing", r["kd"], r["kd_total"]],
+        ["NTD", "true", "true", r["ntd"], r["ntd_total"]],
+        ["LMD", "true + major", "true", r["lmd"], r["total"]],
+    ]
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    for column in COMPARISON_COLUMNS[3:]:
+        frame[column] = frame[column].map(lambda v: float(f"{v:.6g}"))
+    return frame
+
+
+def _names(ex: Exploration, ids: Sequence[int]) -> str:
+    return ", ".join(f"**{ex.names[i]}**" for i in ids) if ids else "none"
+
+
+def explanation(ex: Exploration) -> str:
+    r, n = ex.result, len(ex.names)
+    majors = [i for i in ex.majors if i != ex.target]
+    lines = [f"True class: **{ex.names[ex.target]}**."]
+    if ex.major_source == "counts":
+        mean = sum(ex.counts) / n if n else 0.0
+        lines.append(f"Major classes from the counts (count > mean = {mean:.4g}): {_names(ex, ex.majors)}.")
+    else:
+        lines.append(f"Major classes (picked by hand): {_names(ex, ex.majors)}.")
+    masked = {ex.target, *ex.majors}
+    if len(masked) >= n:
+        lines.append(
+            "Every class is masked in the teacher: softmax ignores the equal -1000 shift, so the teacher is "
+            "effectively unmasked (see `fruitseg.losses`); pick fewer major classes for a meaningful comparison."
+        )
+    else:
+        raw = r["teacher_probs_unmasked"]
+        minority = [i for i in range(n) if i not in masked]
+        share = sorted(minority, key=lambda i: -r["teacher_probs"][i])[:3]
+        shares = ", ".join(f"{ex.names[i]} {100 * r['teacher_probs'][i]:.0f}%" for i in share)
+        moved = f"{100 * raw[ex.target]:.0f}% on the true class"
+        if majors:
+            moved = f"{100 * sum(raw[i] for i in majors):.0f}% on the major classes and " + moved
+        lines.append(
+            f"Masking moved the teacher's {moved} onto the {len(minority)} other "
+            f"class{'es' if len(minority) != 1 else ''} (largest: {shares})."
+        )
+    lines.append(
+        f"CE = {r['ce']:.4f}, LMD = {r['lmd']:.4f}, total = CE + {ex.beta:g} × LMD = **{r['total']:.4f}**. "
+        f"On the same logits KD = {r['kd']:.4f} and NTD = {r['ntd']:.4f}."
+    )
+    text = "  \n".join(lines)
+    if ex.notes:
+        text += "\n\n" + "\n".join(f"**Note:** {note}  " for note in ex.notes)
+    return text
+
+
+def explore_ui(num_classes, target, T, beta, major_source, manual_majors, table):
+    """Every control's change: (CE, LMD, total, distribution chart, gradient chart, comparison, explanation)."""
+    ex = explore(num_classes, target, T, beta, major_source, manual_majors, table)
+    r = ex.result
+    return (
+        round(r["ce"], 6),
+        round(r["lmd"], 6),
+        round(r["total"], 6),
+        distribution_chart(ex),
+        gradient_chart(ex),
+        comparison_table(ex),
+        explanation(ex),
+    )
+
+
+# --------------------------------------------------------------------------- control updates
+
+
+def _control_updates(table: pd.DataFrame, target: int, manual: Sequence[int] | None):
+    names = table["class"].astype(str).tolist()
+    choices = class_choices(names)
+    num = len(names)
+    kept = [int(i) for i in (manual or []) if isinstance(i, (int, np.integer)) and 0 <= int(i) < num]
+    return (
+        table,
+        gr.update(choices=choices, value=min(max(int(target), 0), num - 1)),
+        gr.update(choices=choices, value=kept),
+    )
+
+
+def preset_ui(kind: str, num_classes, seed):
+    """A preset button: (table, target update, manual-majors update)."""
+    table, target = preset_table(kind, num_classes, _seed(seed))
+    return _control_updates(table, target, [])
+
+
+def photo_ui(models: Models, path: str | None, num_classes, seed):
+    """The "from a photo" preset: the classifier's logits on the photo become the teacher's."""
+    image = read_image(path)
+    logits = models.classifier.logits([image])[0]
+    table, target = photo_table(logits, models.classifier.class_names, num_classes, _seed(seed))
+    return _control_updates(table, target, [])
+
+
+def resize_ui(num_classes, table, target, manual):
+    """The number-of-classes slider: grow or shrink the table, keep the choices valid."""
+    table = resize_table(table, num_classes)
+    try:
+        target = int(target)
+    except (TypeError, ValueError):
+        target = 0
+    return _control_updates(table, target, manual)
+
+
+def major_source_ui(source: str, table, manual):
+    """Switching to "manual" starts from the classes the counts rule picks."""
+    manual_mode = str(source).startswith("manual")
+    if manual_mode and not manual:
+        _, _, _, counts, _ = repair_table(table, None)
+        manual = major_ids_from_counts(counts) if counts else []
+    return gr.update(visible=manual_mode, value=list(manual or []))
+
+
+def _seed(seed: Any) -> int:
+    try:
+        value = float(seed)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) % (2**32) if math.isfinite(value) else 0
+
+
+# --------------------------------------------------------------------------- API
+
+
+def lmd_api(
+    student_logits: list[float],
+    teacher_logits: list[float],
+    target: int,
+    T: float = DEFAULT_T,
+    beta: float = DEFAULT_BETA,
+    major_labels: list[int] | None = None,
+    counts: list[float] | None = None,
+) -> dict:
+    """CE, the LMD term and the total for one sample (plus KD, NTD, distributions, gradients).
+
+    The number of classes C is the length of the logit lists. Major labels are the given
+    class ids; when ``major_labels`` is null and ``counts`` (C per-class sample counts) is
+    given, they follow FedLMD's rule (count above the mean count). Returns the dictionary
+    of ``fruitseg.losses.lmd_breakdown`` with "major_labels" (ids) added.
+    """
+    T, beta = check_T(T), check_beta(beta)
+    try:
+        student = [float(v) for v in student_logits]
+        teacher = [float(v) for v in teacher_logits]
+    except (TypeError, ValueError):
+        raise gr.Error("student_logits and teacher_logits must be lists of numbers.", print_exception=False) from None
+    if len(student) != len(teacher):
+        message = f"student_logits has {len(student)} values but teacher_logits has {len(teacher)}."
+        raise gr.Error(message, print_exception=False)
+    if len(student) < 2:
+        raise gr.Error("At least 2 classes are needed.", print_exception=False)
+    try:
+        whole = not isinstance(target, bool) and float(target) == int(target)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise gr.Error(f"target must be a class id (an integer), got {target!r}.", print_exception=False)
+    if major_labels is None and counts is not None:
+        if len(counts) != len(student):
+            raise gr.Error(f"counts has {len(counts)} values for {len(student)} classes.", print_exception=False)
+        try:
+            majors = major_ids_from_counts(counts)
+        except (TypeError, ValueError):
+            raise gr.Error("counts must be finite numbers >= 0, one per class.", print_exception=False) from None
+    else:
+        try:
+            majors = [int(i) for i in major_labels or [] if not isinstance(i, bool) and float(i) == int(i)]
+        except (TypeError, ValueError, OverflowError):
+            majors = None
+        if majors is None or len(majors) != len(major_labels or []):
+            raise gr.Error("major_labels must be a list of class ids (integers).", print_exception=False)
+    try:
+        result = lmd_breakdown(student, teacher, int(target), T, beta, majors)
+    except ValueError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    return {**result, "major_labels": majors}
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def build(models: Models) -> None:
+    """The LMD explorer tab's components and events (call inside a ``gr.Tab``)."""
+    table0, target0 = preset_table(DEFAULT_PRESET, DEFAULT_CLASSES, seed=DEFAULT_SEED)
+    initial = explore_ui(DEFAULT_CLASSES, target0, DEFAULT_T, DEFAULT_BETA, "counts", [], table0)
+    choices0 = class_choices(table0["class"].tolist())
+    live = dict(
+        trigger_mode="always_last", show_progress="hidden", api_visibility="private", concurrency_id="lmd", concurrency_limit=8
+    )
+
+    gr.Markdown(
+        "Label-masking distillation (FedLMD, Lu et al., ACM MM 2023) for **one sample**. Edit the logits, the counts "
+        "or any control: everything recomputes at once.",
+        elem_id="lmd-intro",
+    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=320):
+            with gr.Row():
+                num_classes = gr.Slider(
+                    MIN_CLASSES, MAX_CLASSES, value=DEFAULT_CLASSES, step=1, label="Classes C", elem_id="lmd-classes"
+                )
+                target = gr.Dropdown(choices=choices0, value=target0, label="True class", elem_id="lmd-target")
+            with gr.Row():
+                T = gr.Slider(*T_RANGE, value=DEFAULT_T, step=0.1, label="Temperature T", elem_id="lmd-T")
+                beta = gr.Slider(*BETA_RANGE, value=DEFAULT_BETA, step=0.05, label="β (LMD weight)", elem_id="lmd-beta")
+            major_source = gr.Radio(
+                [("counts (FedLMD rule: count > mean)", "counts"), ("manual", "manual")],
+                value="counts",
+                label="Major labels from",
+                elem_id="lmd-major-source",
+            )
+            manual = gr.CheckboxGroup(choices=choices0, value=[], label="Major labels", visible=False, elem_id="lmd-majors")
+            table = gr.Dataframe(
+                value=table0,
+                headers=COLUMNS,
+                datatype=["str", "number", "number", "number"],
+                column_count=4,
+                static_columns=[0],
+                interactive=True,
+                label="Logits and the client's per-class sample counts (editable)",
+                elem_id="lmd-table",
+                max_height=420,
+            )
+            gr.Markdown("**Presets** (fill the table; the seed drives their random draws)", elem_id="lmd-presets-title")
+            with gr.Row(equal_height=True):
+                seed = gr.Number(
+                    value=DEFAULT_SEED, precision=0, show_label=False, container=False, scale=1, min_width=70, elem_id="lmd-seed"
+                )
+                buttons = {
+                    kind: gr.Button(kind.capitalize(), scale=2, min_width=90, elem_id=f"lmd-preset-{kind.replace(' ', '-')}")
+                    for kind in PRESETS
+                }
+            with gr.Accordion("Preset: the classifier's logits on a photo", open=False):
+                gr.Markdown(
+                    "Teacher = the fruit classifier's logits over its top-C classes on your photo; "
+                    "student = half of those logits plus N(0, 1) noise (seeded); true class = the classifier's top class."
+                )
+                photo = image_input(label="Photo", height=200, elem_id="lmd-photo")
+                photo_button = gr.Button("Use the classifier's logits", size="sm", elem_id="lmd-photo-button")
+        with gr.Column(scale=7, min_width=380):
+            with gr.Row():
+                ce = gr.Number(value=initial[0], label="CE", interactive=False, elem_id="lmd-ce")
+                lmd = gr.Number(value=initial[1], label="LMD term (× T²)", interactive=False, elem_id="lmd-lmd")
+                total = gr.Number(value=initial[2], label="Total = CE + β · LMD", interactive=False, elem_id="lmd-total")
+            dist_chart = gr.HTML(value=initial[3], elem_id="lmd-dist-chart")
+            grad_chart = gr.HTML(value=initial[4], elem_id="lmd-grad-chart")
+            comparison = gr.Dataframe(
+                value=initial[5], interactive=False, label="Same logits, three distillation losses", elem_id="lmd-compare"
+            )
+            details = gr.Markdown(value=initial[6], elem_id="lmd-details")
+            gr.Markdown(EXPLAINER, elem_id="lmd-explainer")
+
+    inputs = [num_classes, target, T, beta, major_source, manual, table]
+    outputs = [ce, lmd, total, dist_chart, grad_chart, comparison, details]
+    recompute = user_errors("computing the loss")(explore_ui)
+    for control in (target, T, beta, major_source, manual, table):
+        control.change(recompute, inputs=inputs, outputs=outputs, **live)
+
+    controls = [table, target, manual]
+    resize = user_errors("resizing the table")(resize_ui)
+    num_classes.change(resize, inputs=[num_classes, table, target, manual], outputs=controls, **live)
+    switch = user_errors("switching major labels")(major_source_ui)
+    major_source.change(switch, inputs=[major_source, table, manual], outputs=[manual], **live)
+    for kind, button in buttons.items():
+        preset = user_errors("applying the preset")(partial(preset_ui, kind))
+        button.click(preset, inputs=[num_classes, seed], outputs=controls, api_visibility="private")
+    photo_button.click(
+        user_errors("reading the classifier's logits")(partial(photo_ui, models)),
+        inputs=[photo, num_classes, seed],
+        outputs=controls,
+        api_visibility="private",
+        concurrency_id="models",
+    )
+
+    # API: /lmd(student_logits, teacher_logits, target, T, beta, major_labels, counts) -> dict.
+    gr.api(
+        user_errors("computing the loss")(lmd_api),
+        api_name="lmd",
+        api_description=lmd_api.__doc__,
+        concurrency_id="lmd",
+        concurrency_limit=8,
+    )
