@@ -53,13 +53,7 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
             raise ValueError(f"FruitsClassificationModel is built for {INPUT_SIZE}x{INPUT_SIZE} input, got {image_size}")
         if class_names is None:
             class_names = FRUITS360_CLASSES if num_classes == len(FRUITS360_CLASSES) else [f"class {i}" for i in range(num_classes)]
-        if len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-        self.num_classes = num_classes
-        self.class_names = list(class_names)
-        self.image_size = image_size
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        self.set_metadata(num_classes, class_names, image_size, mean, std)
 
         self.layer1 = conv_block(3, 32)
         self.layer2 = conv_block(32, 64)

@@ -11,6 +11,8 @@ Two defaults are changed here, for safety and for honesty about what was loaded:
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from huggingface_hub import PyTorchModelHubMixin
 
 REPO_URL = "https://huggingface.co/spaces/fruitseg/fruitseg"
@@ -35,3 +37,13 @@ class FruitsegHubMixin(
             f"{model_file} is a pickled checkpoint; fruitseg loads model.safetensors only "
             "(pickle can run arbitrary code). Convert it with safetensors.torch.save_model."
         )
+
+    def set_metadata(self, num_classes: int, class_names: Sequence[str], image_size: int, mean, std) -> None:
+        """Keep the config that describes inputs and outputs on the model (it is also in config.json)."""
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.num_classes = num_classes
+        self.class_names = list(class_names)
+        self.image_size = image_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)

@@ -119,13 +119,7 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        if len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-        self.num_classes = num_classes
-        self.class_names = list(class_names)
-        self.image_size = image_size
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        self.set_metadata(num_classes, class_names, image_size, mean, std)
 
         spec = build_backbone(backbone, backbone_stage, dilated, skip_stage, pretrained_backbone)
         self.backbone = spec.body

@@ -136,17 +136,10 @@ def run(args: argparse.Namespace) -> None:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
     )
-    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
-
-    def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+    autocast = common.autocast_context(device, args.amp)
 
     work_dir = Path(args.work_dir)
-    start_epoch, history = 0, []
-    if args.resume and (work_dir / "state.json").exists():
-        start_epoch, history = common.load_state(work_dir, model, optimizer, scheduler)
-        if dist.is_main:
-            print(f"resuming after epoch {start_epoch}")
+    start_epoch, history = common.resume_if_asked(args, work_dir, model, optimizer, scheduler, dist)
 
     for epoch in range(start_epoch + 1, args.epochs + 1):
         ddp_model.train()

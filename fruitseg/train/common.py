@@ -75,6 +75,26 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def autocast_context(device: torch.device, amp: str):
+    """A factory of autocast contexts: ``amp`` is "bf16" or "none" (float32)."""
+    dtype = torch.bfloat16 if amp == "bf16" else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    return autocast
+
+
+def resume_if_asked(args, work_dir: Path, model: nn.Module, optimizer, scheduler, dist: Distributed) -> tuple[int, list[dict]]:
+    """(last finished epoch, history): from ``work_dir`` with ``--resume``, else (0, [])."""
+    if not (args.resume and (work_dir / "state.json").exists()):
+        return 0, []
+    start_epoch, history = load_state(work_dir, model, optimizer, scheduler)
+    if dist.is_main:
+        print(f"resuming after epoch {start_epoch}")
+    return start_epoch, history
+
+
 def save_state(directory: Path, model: nn.Module, optimizer, scheduler, epoch: int, history: list[dict]) -> None:
     """Write ``state.safetensors`` + ``state.json`` so training can resume after ``epoch``."""
     directory.mkdir(parents=True, exist_ok=True)
