@@ -42,9 +42,22 @@ class FruitPipeline:
         self.classifier = classifier
         self.segmenter = segmenter
 
-    def analyze(self, image: Image.Image, threshold: float = 0.5, top_k: int = 5) -> Analysis:
-        """Segment ``image``, split the mask into fruits, classify each cut-out (largest first)."""
-        probability = self.segmenter.predict([image])[0]
+    def analyze(
+        self,
+        image: Image.Image,
+        threshold: float = 0.5,
+        top_k: int = 5,
+        probability: np.ndarray | None = None,
+    ) -> Analysis:
+        """Segment ``image``, split the mask into fruits, classify each cut-out (largest first).
+
+        ``probability``: an (H, W) fruit probability map for ``image`` computed earlier (for
+        example by ``self.segmenter``). When given, the segmenter does not run and this map is
+        split at ``threshold`` instead, so a new threshold costs only the splitting and the
+        classifier. It is used as given and returned as ``Analysis.probability``.
+        """
+        if probability is None:
+            probability = self.segmenter.predict([image])[0]
         regions = split_fruits(probability, threshold=threshold)
         cutouts = [cut_out(image, region.mask) for region in regions]
         predictions = self.classifier.predict(cutouts, top_k=top_k)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from fruitseg.ui.common import Stopwatch, example_images, image_input, read_image, user_errors
 from fruitseg.ui.models import Models
-from fruitseg.ui.render import caption, label_dict, percent
+from fruitseg.ui.render import caption, fruit_json, label_dict, percent
 
 THRESHOLD = 0.5  # fruit probability above which a pixel counts as fruit
 TOP_K = 5
@@ -52,16 +52,7 @@ class ClassifyResult:
         return {
             "label": self.label,
             "confidences": self.top5,
-            "fruits": [
-                {
-                    "label": f.label,
-                    "score": f.score,
-                    "confidences": f.top5,
-                    "box": list(f.box),
-                    "area_fraction": f.area_fraction,
-                }
-                for f in self.fruits
-            ],
+            "fruits": [fruit_json(f) for f in self.fruits],
             "whole_image": self.whole_image,
             "image_size": list(self.size),
             "ms": round(self.ms, 1),

@@ -1,10 +1,11 @@
-"""Pieces every tab shares: the image input, user-facing errors, examples, output files."""
+"""Pieces every tab shares: the image input, user-facing errors, number checks, examples, output files."""
 
 from __future__ import annotations
 
 import atexit
 import functools
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 
 from fruitseg.images import InvalidImageError, load_image
@@ -98,6 +100,39 @@ def user_errors(action: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def parse_number(
+    value: Any,
+    message: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    clip: bool = False,
+    range_message: str | None = None,
+) -> float:
+    """A control's or an API argument's ``value`` as a finite float, or a ``gr.Error`` for the user.
+
+    ``message`` (and ``range_message``) are ``str.format`` templates: ``{value}`` /
+    ``{value!r}`` stand for the value as it was given. A value ``float()`` cannot read gets
+    ``message``; NaN, +-inf and a number outside ``[low, high]`` (an open end where
+    ``low_inclusive`` / ``high_inclusive`` is False; ``None`` = no bound) get ``range_message``,
+    or ``message`` when there is none. With ``clip=True`` a finite number outside the bounds is
+    clipped to them instead of refused.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(message.format(value=value), print_exception=False) from None
+    if math.isfinite(number) and clip:
+        return float(np.clip(number, low, high)) if low is not None or high is not None else number
+    above_low = low is None or (number >= low if low_inclusive else number > low)
+    below_high = high is None or (number <= high if high_inclusive else number < high)
+    if not (math.isfinite(number) and above_low and below_high):
+        raise gr.Error((range_message or message).format(value=value), print_exception=False)
+    return number
 
 
 class Stopwatch:

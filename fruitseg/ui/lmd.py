@@ -32,7 +32,7 @@ import pandas as pd
 
 from fruitseg.losses import lmd_breakdown, major_labels_from_counts
 from fruitseg.ui import charts
-from fruitseg.ui.common import Stopwatch, image_input, read_image, user_errors
+from fruitseg.ui.common import Stopwatch, image_input, parse_number, read_image, user_errors
 from fruitseg.ui.models import Models
 
 COLUMNS = ["class", "student", "teacher", "count"]
@@ -270,23 +270,11 @@ def major_ids_from_counts(counts: Sequence[float]) -> list[int]:
 
 
 def check_T(T: Any) -> float:
-    try:
-        value = float(T)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise gr.Error(f"The temperature T must be a number greater than 0 (got {T!r}).", print_exception=False)
-    return value
+    return parse_number(T, "The temperature T must be a number greater than 0 (got {value!r}).", low=0.0, low_inclusive=False)
 
 
 def check_beta(beta: Any) -> float:
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not (math.isfinite(value) and value >= 0):
-        raise gr.Error(f"β must be a number ≥ 0 (got {beta!r}).", print_exception=False)
-    return value
+    return parse_number(beta, "β must be a number ≥ 0 (got {value!r}).", low=0.0)
 
 
 def resolve_target(target: Any, num_classes: int, notes: list[str]) -> int:

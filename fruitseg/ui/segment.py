@@ -16,10 +16,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from fruitseg.pipeline import FruitPipeline
-from fruitseg.ui.common import Stopwatch, example_images, image_input, read_image, safe_stem, save_png, user_errors
+from fruitseg.ui.common import (
+    Stopwatch,
+    example_images,
+    image_input,
+    parse_number,
+    read_image,
+    safe_stem,
+    save_png,
+    user_errors,
+)
 from fruitseg.ui.models import Models
-from fruitseg.ui.render import caption, draw_overlay, label_dict, label_map_from_masks, mask_image, percent
+from fruitseg.ui.render import caption, draw_overlay, fruit_json, label_dict, label_map_from_masks, mask_image, percent
 
 THRESHOLD = 0.5
 OPACITY = 0.5
@@ -67,58 +75,35 @@ class Segmentation:
         return {
             "fruit_fraction": self.fruit_fraction,
             "threshold": self.threshold,
-            "fruits": [
-                {
-                    "label": f.label,
-                    "score": f.score,
-                    "confidences": f.top5,
-                    "box": list(f.box),
-                    "area_fraction": f.area_fraction,
-                }
-                for f in self.fruits
-            ],
+            "fruits": [fruit_json(f) for f in self.fruits],
             "image_size": list(self.image.size),
             "ms": round(self.model_ms + self.split_ms, 1),
             "device": device,
         }
 
 
-class _CachedSegmenter:
-    """Stands in for the segmenter inside ``FruitPipeline``: answers with a cached map."""
-
-    def __init__(self, probability: np.ndarray):
-        self.probability = probability
-
-    def predict(self, images):
-        return [self.probability for _ in images]
-
-
 def check_threshold(threshold: Any) -> float:
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise gr.Error("The threshold must be a number between 0 and 1.", print_exception=False) from None
-    if not (0.0 < value < 1.0):
-        raise gr.Error(f"The threshold must be between 0 and 1 (exclusive), got {threshold}.", print_exception=False)
-    return value
+    return parse_number(
+        threshold,
+        "The threshold must be a number between 0 and 1.",
+        low=0.0,
+        high=1.0,
+        low_inclusive=False,
+        high_inclusive=False,
+        range_message="The threshold must be between 0 and 1 (exclusive), got {value}.",
+    )
 
 
 def check_opacity(opacity: Any) -> float:
-    try:
-        value = float(opacity)
-    except (TypeError, ValueError):
-        raise gr.Error("The opacity must be a number between 0 and 1.", print_exception=False) from None
-    if not np.isfinite(value):
-        raise gr.Error("The opacity must be a number between 0 and 1.", print_exception=False)
-    return float(np.clip(value, 0.0, 1.0))
+    """A number, clipped to [0, 1]."""
+    return parse_number(opacity, "The opacity must be a number between 0 and 1.", low=0.0, high=1.0, clip=True)
 
 
 def split(models: Models, segmentation: Segmentation, threshold: float) -> Segmentation:
     """Fruits of the cached probability map at ``threshold`` (no segmenter run)."""
     with Stopwatch() as watch:
         probability = segmentation.probability.astype(np.float32)
-        pipeline = FruitPipeline(models.classifier, _CachedSegmenter(probability))
-        analysis = pipeline.analyze(segmentation.image, threshold=threshold)
+        analysis = models.pipeline.analyze(segmentation.image, threshold=threshold, probability=probability)
         label_map = label_map_from_masks([f.mask for f in analysis.fruits], probability.shape)
         fruits = [
             FruitInfo(f.label, float(f.score), label_dict(f.top5), tuple(int(v) for v in f.box), float(f.area_fraction))
