@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backgrounds", required=True, help="folder of background photos")
     parser.add_argument("--preset", choices=list(PRESETS), default="light")
     parser.add_argument("--pretrained-backbone", action="store_true", help="start from torchvision ImageNet weights")
+    parser.add_argument("--init-from", default=None, help="start from a saved segmenter (folder) with a fresh schedule")
     parser.add_argument("--out", default="checkpoints/segmenter")
     parser.add_argument("--work-dir", default="runs/segmenter", help="resumable state, logs, cached fruit masks")
     parser.add_argument("--size", type=int, default=256, help="training scene size (square)")
@@ -120,7 +121,13 @@ def run(args: argparse.Namespace) -> None:
     overrides = {"pretrained_backbone": args.pretrained_backbone}
     if args.image_size:
         overrides["image_size"] = args.image_size
-    model = FCNTransformerNet.from_preset(args.preset, **overrides).to(device)
+    if args.init_from:
+        model = FCNTransformerNet.from_pretrained(args.init_from)
+        model._hub_mixin_config.update(overrides)
+        model.image_size = model._hub_mixin_config["image_size"]
+        model = model.to(device)
+    else:
+        model = FCNTransformerNet.from_preset(args.preset, **overrides).to(device)
     model._hub_mixin_config["pretrained_backbone"] = False  # the saved weights already hold it
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
 
