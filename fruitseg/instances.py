@@ -1,8 +1,8 @@
 """From a fruit probability map to individual fruits, and each fruit cut out onto white.
 
 `split_fruits` thresholds the map, fills holes, drops specks, and separates touching
-fruits with a watershed on the distance transform (each fruit is roughly convex, so two
-touching fruits show two distance peaks). `cut_out` puts one fruit on a white square
+fruits by the peaks of the distance transform (each fruit is roughly convex, so two
+touching fruits show two peaks with a narrow neck between them). `cut_out` puts one fruit on a white square
 with a margin, the way Fruits-360 images look, ready for the classifier.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -32,6 +31,37 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def merge_unnecked_peaks(markers: np.ndarray, count: int, distance: np.ndarray, neck_ratio: float = 0.7):
+    """Join peaks with no narrow neck between them: one long fruit (a banana), not two.
+
+    Two touching round fruits meet at a neck where the distance to the outline drops well
+    below both peaks; along an elongated fruit it stays close to them.
+    """
+    if count <= 1:
+        return markers, count
+    centres = ndimage.maximum_position(distance, markers, range(1, count + 1))
+    heights = [distance[c] for c in centres]
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(count):
+        for j in range(i + 1, count):
+            steps = int(np.hypot(centres[i][0] - centres[j][0], centres[i][1] - centres[j][1])) + 2
+            ys = np.linspace(centres[i][0], centres[j][0], steps).round().astype(int)
+            xs = np.linspace(centres[i][1], centres[j][1], steps).round().astype(int)
+            if distance[ys, xs].min() >= neck_ratio * min(heights[i], heights[j]):
+                parent[root(j)] = root(i)
+    roots = sorted({root(i) for i in range(count)})
+    relabel = np.zeros(count + 1, dtype=np.int32)
+    for i in range(count):
+        relabel[i + 1] = roots.index(root(i)) + 1
+    return relabel[markers], len(roots)
+
+
 def separate_touching(component: np.ndarray, min_peak_ratio: float = 0.45) -> np.ndarray:
     """Label map (0 = outside) splitting one connected blob into its roundish parts."""
     distance = ndimage.distance_transform_edt(component)
@@ -42,18 +72,17 @@ def separate_touching(component: np.ndarray, min_peak_ratio: float = 0.45) -> np
     size = max(3, int(peak_distance * 0.9) | 1)
     peaks = (distance == ndimage.maximum_filter(distance, size=size)) & (distance >= min_peak_ratio * peak_distance)
     markers, count = ndimage.label(ndimage.binary_dilation(peaks, iterations=2) & component)
+    markers, count = merge_unnecked_peaks(markers, count, distance)
     if count <= 1:
         return component.astype(np.int32)
-    relief = (255 * (1 - distance / peak_distance)).astype(np.uint8)
-    markers = markers.astype(np.int32)
-    markers[~component] = count + 1  # the outside is its own basin
-    cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
-    markers[(markers == count + 1) | (markers < 0)] = 0
-    # Watershed lines (-1) inside the blob go to the nearest part, so no fruit pixel is lost.
-    if (component & (markers == 0)).any():
-        _, (iy, ix) = ndimage.distance_transform_edt(markers == 0, return_indices=True)
-        markers = np.where(component, markers[iy, ix], 0)
-    return markers
+    # Each pixel goes to the peak it is closest to relative to that peak's radius: two
+    # touching round fruits are cut along their neck, a small one is not swallowed.
+    centres = ndimage.maximum_position(distance, markers, range(1, count + 1))
+    ys, xs = np.nonzero(component)
+    scores = [np.hypot(ys - cy, xs - cx) / max(distance[cy, cx], 1.0) for cy, cx in centres]
+    parts = np.zeros(component.shape, dtype=np.int32)
+    parts[ys, xs] = np.argmin(scores, axis=0) + 1
+    return parts
 
 
 def split_fruits(

@@ -3,6 +3,12 @@
 The classifier was trained on Fruits-360 (one fruit on white), so a fruit in an ordinary
 photo is first isolated by the segmenter, cut out onto a white square like the training
 images, and only then classified. Both app tabs use :class:`FruitPipeline`.
+
+A studio photo on plain white (a Fruits-360 image, a product shot) is separated the way
+the dataset removed its own backgrounds, by a flood fill from the border over near-white
+pixels (`fruitseg.data.masks.fruit_mask`): exact where it applies, and a case the
+segmenter, trained on fruit that fills at most 60 % of a scene, handles badly when the
+fruit fills the frame.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from fruitseg.data.masks import fruit_mask, near_white
 from fruitseg.instances import cut_out, split_fruits
 from fruitseg.predictors import Classifier, Segmenter
 
@@ -37,10 +44,28 @@ class Analysis:
         return float(np.mean(self.probability >= 0.5))
 
 
+WHITE_BORDER_FRACTION = 0.75 # share of near-white border pixels that makes a "photo on white"
+
+
+def on_white_background(rgb: np.ndarray) -> bool:
+    """True when nearly the whole image border is near-white, as in Fruits-360."""
+    white = near_white(rgb)
+    border = np.concatenate([white[0], white[-1], white[1:-1, 0], white[1:-1, -1]])
+    return bool(border.mean() >= WHITE_BORDER_FRACTION)
+
+
 class FruitPipeline:
-    def __init__(self, classifier: Classifier, segmenter: Segmenter):
+    def __init__(self, classifier: Classifier, segmenter: Segmenter, flood_fill_on_white: bool = True):
         self.classifier = classifier
         self.segmenter = segmenter
+        self.flood_fill_on_white = flood_fill_on_white
+
+    def segment(self, image: Image.Image) -> np.ndarray:
+        """(H, W) float32 fruit probability: flood fill for a photo on white, else the segmenter."""
+        rgb = np.asarray(image.convert("RGB"))
+        if self.flood_fill_on_white and min(rgb.shape[:2]) >= 3 and on_white_background(rgb):
+            return fruit_mask(rgb).astype(np.float32)
+        return self.segmenter.predict([image])[0]
 
     def analyze(
         self,
@@ -52,12 +77,12 @@ class FruitPipeline:
         """Segment ``image``, split the mask into fruits, classify each cut-out (largest first).
 
         ``probability``: an (H, W) fruit probability map for ``image`` computed earlier (for
-        example by ``self.segmenter``). When given, the segmenter does not run and this map is
+        example by :meth:`segment`). When given, the segmenter does not run and this map is
         split at ``threshold`` instead, so a new threshold costs only the splitting and the
         classifier. It is used as given and returned as ``Analysis.probability``.
         """
         if probability is None:
-            probability = self.segmenter.predict([image])[0]
+            probability = self.segment(image)
         regions = split_fruits(probability, threshold=threshold)
         cutouts = [cut_out(image, region.mask) for region in regions]
         predictions = self.classifier.predict(cutouts, top_k=top_k)

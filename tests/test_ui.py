@@ -54,8 +54,10 @@ def two_fruit_photo(example_paths) -> Image.Image:
 
 @pytest.fixture()
 def disc_models(models):
-    """The real classifier with a fake segmenter that finds two round fruits."""
-    return Models(models.classifier, DiscSegmenter([(0.25, 0.25, 0.2), (0.75, 0.25, 0.2)]))
+    """The real classifier with a fake segmenter that finds two round fruits (used even on white)."""
+    fake = Models(models.classifier, DiscSegmenter([(0.25, 0.25, 0.2), (0.75, 0.25, 0.2)]))
+    fake.pipeline.flood_fill_on_white = False
+    return fake
 
 
 def error_message(excinfo) -> str:
@@ -182,6 +184,7 @@ def test_classify_several_fruits_gives_one_result_each(disc_models, example_path
 
 def test_classify_falls_back_to_the_whole_image(models, example_paths):
     nothing = Models(models.classifier, DiscSegmenter([]))
+    nothing.pipeline.flood_fill_on_white = False
     top5, gallery, table, status = classify.classify_ui(nothing, example_paths["kiwi"])
     assert len(top5) == 5 and "whole image" in status
     assert gallery["visible"] is False and table["visible"] is False

@@ -115,7 +115,7 @@ def split(models: Models, segmentation: Segmentation, threshold: float) -> Segme
 def segment_image(models: Models, image: Image.Image, threshold: float = THRESHOLD, stem: str = "image") -> Segmentation:
     """Run the segmenter once, then split and classify at ``threshold``."""
     with Stopwatch() as watch:
-        probability = models.segmenter.predict([image])[0].astype(np.float16)
+        probability = models.pipeline.segment(image).astype(np.float16)
     empty = Segmentation(image, probability, threshold, np.zeros(probability.shape, np.uint8), [], stem, watch.ms)
     return split(models, empty, threshold)
 
