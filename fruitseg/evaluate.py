@@ -86,9 +86,10 @@ def validation_scenes(count: int, seed: int, size: int, fruits_dir=None, backgro
         fruit_items = list_images(fruits_dir)
     else:
         fruit_items = split_by_frame_blocks(list_images(DEFAULT_FRUITS))[1]
-    background_paths = split_backgrounds(backgrounds_dir or DEFAULT_BACKGROUNDS)[1] if not backgrounds_dir else sorted(
-        p for p in Path(backgrounds_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
-    )
+    if backgrounds_dir:
+        background_paths = sorted(p for p in Path(backgrounds_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    else:
+        background_paths = split_backgrounds(DEFAULT_BACKGROUNDS)[1]
     fruits, backgrounds = FruitBank.from_items(fruit_items), BackgroundBank(background_paths)
     for index in range(count):
         rng = np.random.default_rng([seed, index])
