@@ -369,7 +369,7 @@ def load_segmenter(device: str | None, log: Callable[[str], None] = print) -> Se
 def scene_banks(data: Path | None, backgrounds: Path | None, quick: bool, log: Callable[[str], None] = print):
     """(FruitBank, BackgroundBank, description): held-out Fruits-360 frames and held-out
     background photos when they exist, else the bundled fixtures."""
-    from fruitseg.data.scenes import BackgroundBank, FruitBank
+    from fruitseg.data.scenes import BackgroundBank, FruitBank, split_backgrounds
 
     data = Path(data) if data is not None else DEFAULT_DATA
     backgrounds = Path(backgrounds) if backgrounds is not None else DEFAULT_BACKGROUNDS
@@ -382,12 +382,7 @@ def scene_banks(data: Path | None, backgrounds: Path | None, quick: bool, log: C
             for item in items:
                 seen.setdefault((item.label, item.rotation), item)
             items = list(seen.values())
-        try:
-            from fruitseg.train.segmenter import split_backgrounds
-
-            photos = split_backgrounds(str(backgrounds))[1]
-        except ImportError:
-            photos = sorted(p for p in backgrounds.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[::5]
+        photos = split_backgrounds(backgrounds)[1]
         log(f"segmenter: fruit bank of {len(items)} held-out frames, {len(photos)} held-out backgrounds")
         cache = CACHE_DIR / ("fruits_val_quick.npz" if quick else "fruits_val.npz")
         fruits = FruitBank.from_items(items, cache=cache, progress=False)

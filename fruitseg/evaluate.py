@@ -24,7 +24,7 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from fruitseg.data.fruits360 import FruitImage, list_images, split_by_frame_blocks
+from fruitseg.data.fruits360 import FruitImage, image_files, list_images, split_by_frame_blocks
 from fruitseg.predictors import Classifier, Segmenter
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -79,15 +79,14 @@ def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: int = 2) -> floa
 
 def validation_scenes(count: int, seed: int, size: int, fruits_dir=None, backgrounds_dir=None, max_fruits: int = 8):
     """Deterministic scenes from held-out fruit frames and held-out backgrounds (or the given folders)."""
-    from fruitseg.data.scenes import BackgroundBank, FruitBank, make_scene
-    from fruitseg.train.segmenter import split_backgrounds
+    from fruitseg.data.scenes import BackgroundBank, FruitBank, make_scene, split_backgrounds
 
     if fruits_dir:
         fruit_items = list_images(fruits_dir)
     else:
         fruit_items = split_by_frame_blocks(list_images(DEFAULT_FRUITS))[1]
     if backgrounds_dir:
-        background_paths = sorted(p for p in Path(backgrounds_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        background_paths = image_files(backgrounds_dir)
     else:
         background_paths = split_backgrounds(DEFAULT_BACKGROUNDS)[1]
     fruits, backgrounds = FruitBank.from_items(fruit_items), BackgroundBank(background_paths)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from fruitseg.labels import FRUITS360_CLASSES
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 _FRAME = re.compile(r"^(?P<rot>r\d*_)?(?P<n>\d+)_100\.jpg$", re.IGNORECASE)
 
 
@@ -38,6 +39,11 @@ def parse_frame(name: str) -> tuple[str, int]:
     return match.group("rot") or "", int(match.group("n"))
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The JPEG and PNG files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def list_images(root: str | Path, class_names: tuple[str, ...] = FRUITS360_CLASSES) -> list[FruitImage]:
     """Every ``<root>/<Class>/*.jpg`` whose class is one of ``class_names``, sorted by path.
 
@@ -53,7 +59,7 @@ def list_images(root: str | Path, class_names: tuple[str, ...] = FRUITS360_CLASS
         if folder.name not in index:
             raise ValueError(f"{folder} is not one of the {len(class_names)} Fruits-360 classes")
         for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in {".jpg", ".jpeg", ".png"}:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
                 rotation, frame = parse_frame(path.name)
                 items.append(FruitImage(path, index[folder.name], rotation, frame))
     if not items:

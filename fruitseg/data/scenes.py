@@ -30,11 +30,10 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from fruitseg.data.fruits360 import FruitImage, list_images, load_rgb_array
+from fruitseg.data.fruits360 import IMAGE_SUFFIXES, FruitImage, image_files, list_images, load_rgb_array
 from fruitseg.data.masks import fruit_mask
 from fruitseg.labels import FRUITS360_CLASSES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _CACHE_VERSION = 4  # bump when fruit_mask or the bank's preprocessing changes
 
 
@@ -288,6 +287,12 @@ _PROCEDURAL_KINDS = ("plain", "gradient", "noise", "grain")
 _PROCEDURAL_CDF = np.cumsum([0.25, 0.25, 0.3, 0.2])[:-1]
 
 
+def split_backgrounds(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """(training, validation) photos: every fifth photo (sorted by name) is for validation."""
+    paths = image_files(folder)
+    return [p for i, p in enumerate(paths) if i % 5], [p for i, p in enumerate(paths) if i % 5 == 0]
+
+
 class BackgroundBank:
     """Background photos (decoded once, uint8) plus procedural backgrounds.
 
@@ -308,8 +313,7 @@ class BackgroundBank:
         if source is None:
             entries: list = []
         elif isinstance(source, (str, Path)):
-            folder = Path(source)
-            entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = image_files(source)
         else:
             entries = list(source)
         self.photos: list[np.ndarray] = []

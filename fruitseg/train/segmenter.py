@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
-from fruitseg.data.scenes import BackgroundBank, FruitBank, SceneDataset
+from fruitseg.data.scenes import BackgroundBank, FruitBank, SceneDataset, split_backgrounds
 from fruitseg.models.segmenter import PRESETS, FCNTransformerNet
 from fruitseg.train import common
 
@@ -65,12 +65,6 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     target = target.float()
     inter = (fruit * target).sum(dim=(1, 2))
     return (1 - (2 * inter + 1) / (fruit.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) + 1)).mean()
-
-
-def split_backgrounds(folder: str) -> tuple[list[Path], list[Path]]:
-    """Every fifth photo (sorted by name) is kept for validation scenes."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    return [p for i, p in enumerate(paths) if i % 5], [p for i, p in enumerate(paths) if i % 5 == 0]
 
 
 def normalise(x: torch.Tensor, model: FCNTransformerNet) -> torch.Tensor:
