@@ -32,6 +32,7 @@ def test_classifier_training_writes_a_loadable_model_and_resumes(tmp_path, tiny_
     main(common + ["--epochs", "1"])
     history = json.loads((work / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1] and 0 <= history[0]["val_top1"] <= 1
+    assert 0 <= history[0]["average_val_top1"] <= 1  # the weight average is evaluated (and exported)
     main(common + ["--epochs", "2", "--resume"])
     history = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]

@@ -37,7 +37,8 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
 
     The keyword arguments are the model's config (saved as ``config.json``):
     ``class_names`` names the outputs, ``image_size``/``mean``/``std`` describe the
-    preprocessing the weights were trained with.
+    preprocessing the weights were trained with. ``drop_rate`` is dropout on the flattened
+    features while training (it has no weights and does nothing in eval mode).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
         image_size: int = INPUT_SIZE,
         mean: Sequence[float] = FRUITS360_MEAN,
         std: Sequence[float] = FRUITS360_STD,
+        drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if image_size != INPUT_SIZE:
@@ -58,6 +60,7 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
         self.layer1 = conv_block(3, 32)
         self.layer2 = conv_block(32, 64)
         self.layer3 = conv_block(64, 128)
+        self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(128 * 12 * 12, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +74,7 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
         return torch.flatten(x, 1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)
+        return self.fc(self.drop(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -85,20 +85,54 @@ def autocast_context(device: torch.device, amp: str):
     return autocast
 
 
-def resume_if_asked(args, work_dir: Path, model: nn.Module, optimizer, scheduler, dist: Distributed) -> tuple[int, list[dict]]:
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers (as timm's ModelEmaV2).
+
+    ``module`` is a copy of the model whose every float tensor follows
+    ``average = decay * average + (1 - decay) * current`` after each optimizer step; the
+    decay ramps up from 0 over the first steps, so early weights do not linger.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.998) -> None:
+        import copy
+
+        self.module = copy.deepcopy(unwrap(model)).eval()
+        self.module.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = unwrap(model).state_dict()
+        for name, value in self.module.state_dict().items():
+            if value.is_floating_point():
+                value.lerp_(current[name].detach(), 1 - decay)
+            else:
+                value.copy_(current[name])
+
+
+def resume_if_asked(
+    args, work_dir: Path, model: nn.Module, optimizer, scheduler, dist: Distributed, average: WeightAverage | None = None
+) -> tuple[int, list[dict]]:
     """(last finished epoch, history): from ``work_dir`` with ``--resume``, else (0, [])."""
     if not (args.resume and (work_dir / "state.json").exists()):
         return 0, []
-    start_epoch, history = load_state(work_dir, model, optimizer, scheduler)
+    start_epoch, history = load_state(work_dir, model, optimizer, scheduler, average)
     if dist.is_main:
         print(f"resuming after epoch {start_epoch}")
     return start_epoch, history
 
 
-def save_state(directory: Path, model: nn.Module, optimizer, scheduler, epoch: int, history: list[dict]) -> None:
+def save_state(
+    directory: Path, model: nn.Module, optimizer, scheduler, epoch: int, history: list[dict], average: WeightAverage | None = None
+) -> None:
     """Write ``state.safetensors`` + ``state.json`` so training can resume after ``epoch``."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    if average is not None:
+        tensors.update({f"average.{k}": v.detach().cpu().contiguous() for k, v in average.module.state_dict().items()})
     opt_state = optimizer.state_dict()
     for index, state in opt_state["state"].items():
         for key, value in state.items():
@@ -111,17 +145,23 @@ def save_state(directory: Path, model: nn.Module, optimizer, scheduler, epoch: i
             str(i): {k: v for k, v in s.items() if not torch.is_tensor(v)} for i, s in opt_state["state"].items()
         },
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "average_updates": average.updates if average is not None else None,
         "history": history,
     }
     save_file(tensors, str(directory / "state.safetensors"))
     (directory / "state.json").write_text(json.dumps(meta, indent=1))
 
 
-def load_state(directory: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, list[dict]]:
+def load_state(
+    directory: Path, model: nn.Module, optimizer, scheduler, average: WeightAverage | None = None
+) -> tuple[int, list[dict]]:
     """Restore what :func:`save_state` wrote; returns (last finished epoch, history)."""
     tensors = load_file(str(directory / "state.safetensors"))
     meta = json.loads((directory / "state.json").read_text())
     unwrap(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if average is not None:
+        average.module.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("average.")}, strict=True)
+        average.updates = meta.get("average_updates") or 0
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
