@@ -9,6 +9,7 @@ banana example is classified as Banana") carry the ``trained_weights`` marker.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 EXAMPLES = ROOT / "fruitseg" / "ui" / "examples"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,3 +79,16 @@ def text_as_jpg(tmp_path: Path) -> str:
     path = tmp_path / "notes.jpg"
     path.write_text("these are not the pixels you are looking for\n" * 20)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_fruits360(tmp_path_factory) -> Path:
+    """Six classes, 24 'frames' each (copies of one fixture image), in the Fruits-360 layout."""
+    root = tmp_path_factory.mktemp("Training")
+    for image in sorted((FIXTURES / "fruits").glob("*.jpg")):
+        name = image.stem.rsplit("_", 1)[0].replace("_", " ")
+        folder = root / name
+        folder.mkdir()
+        for frame in range(0, 48, 2):
+            shutil.copy(image, folder / f"{frame}_100.jpg")
+    return root

@@ -1,18 +1,25 @@
 """The page in a real browser (Playwright driving Debian's Chromium, never a downloaded one).
 
 Runs an example in Classify and in Segment, moves β in the LMD explorer and checks that the
-total loss follows, and saves a full-page screenshot of each tab to tests/screenshots/.
+total loss follows, and saves a full-page screenshot of each tab: to a temporary folder,
+or to tests/screenshots/ (the README's pictures) when FRUITSEG_UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+SCREENSHOTS = (
+    Path(__file__).resolve().parent / "screenshots"
+    if os.environ.get("FRUITSEG_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "fruitseg-screenshots"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

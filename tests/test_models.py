@@ -112,6 +112,17 @@ def test_positions_differ_per_location_and_work_for_any_grid():
     assert torch.unique(codes, dim=0).shape[0] == 77  # every cell has its own code
 
 
+def _torchvision_weights_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_torchvision_weights_reachable(), reason="online: the weights would really be downloaded")
 def test_pretrained_backbone_offline_gives_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch hub cache: it must download
     torch.hub.set_dir(str(tmp_path / "hub"))

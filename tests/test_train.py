@@ -1,7 +1,6 @@
 """The training entry points run end to end on a tiny dataset, write metrics, and resume."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,6 @@ from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
 from fruitseg.train.__main__ import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def tiny_fruits360(tmp_path_factory) -> Path:
-    """Six classes, 24 'frames' each (copies of one fixture image), in the Fruits-360 layout."""
-    root = tmp_path_factory.mktemp("Training")
-    for image in sorted((FIXTURES / "fruits").glob("*.jpg")):
-        name = image.stem.rsplit("_", 1)[0].replace("_", " ")
-        folder = root / name
-        folder.mkdir()
-        for frame in range(0, 48, 2):
-            shutil.copy(image, folder / f"{frame}_100.jpg")
-    return root
 
 
 def test_classifier_training_writes_a_loadable_model_and_resumes(tmp_path, tiny_fruits360):
