@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--size", type=int, default=512)
         p.add_argument("--fruits", default=None, help="fruit folder (default: held-out Fruits-360 frames)")
         p.add_argument("--backgrounds", default=None, help="background folder (default: held-out photos)")
+        p.add_argument("--no-refine", action="store_true", help="skip the guided-filter edge refinement")
     for p in (cls, seg, pipe):
         p.add_argument("--json", default=None, help="also write the results here")
         p.add_argument("--device", default=None)
@@ -172,11 +173,15 @@ def main(argv: list[str] | None = None) -> None:
         results = evaluate_classifier(classifier, items)
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds)
-        results = evaluate_segmenter(Segmenter.load(args.device), scenes)
+        segmenter = Segmenter.load(args.device)
+        segmenter.refine_edges = not args.no_refine
+        results = evaluate_segmenter(segmenter, scenes)
     else:
         from fruitseg.pipeline import FruitPipeline
 
-        pipeline = FruitPipeline(Classifier.load(args.device), Segmenter.load(args.device))
+        segmenter = Segmenter.load(args.device)
+        segmenter.refine_edges = not args.no_refine
+        pipeline = FruitPipeline(Classifier.load(args.device), segmenter)
         scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds, max_fruits=1)
         results = evaluate_pipeline(pipeline, scenes)
     summary = {k: v for k, v in results.items() if k != "per_class_top1"}

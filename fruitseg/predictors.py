@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.hub import WeightsSource, load_weights, select_device
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
+from fruitseg.refine import refine_probability
 
 
 def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
@@ -110,11 +111,22 @@ class Classifier:
 
 
 class Segmenter:
-    """Fruit probability maps (H, W) in [0, 1] at each image's own size."""
+    """Fruit probability maps (H, W) in [0, 1] at each image's own size.
 
-    def __init__(self, model: FCNTransformerNet, device: torch.device | str = "cpu", source: WeightsSource | None = None):
+    With ``refine_edges`` (the default) the upsampled map is sharpened along the photo's own
+    edges by a colour guided filter (`fruitseg.refine`).
+    """
+
+    def __init__(
+        self,
+        model: FCNTransformerNet,
+        device: torch.device | str = "cpu",
+        source: WeightsSource | None = None,
+        refine_edges: bool = True,
+    ):
         self.device = torch.device(device)
         self.source = source
+        self.refine_edges = refine_edges
         self.model = model.eval().to(self.device)
         self.fruit_index = model.class_names.index("fruit") if "fruit" in model.class_names else 1
 
@@ -133,12 +145,16 @@ class Segmenter:
     def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         results = []
         for image in images:  # images differ in size: one at a time
-            resized = image.convert("RGB").resize(self.working_size(image), Image.BILINEAR)
+            rgb = image.convert("RGB")
+            resized = rgb.resize(self.working_size(image), Image.BILINEAR)
             x = to_tensor([resized], self.model.mean, self.model.std).to(self.device)
             logits = self.model(x)
             probs = logits.float().softmax(dim=1)[:, self.fruit_index : self.fruit_index + 1]
             probs = F.interpolate(probs, size=(image.height, image.width), mode="bilinear", align_corners=False)
-            results.append(probs[0, 0].clamp_(0, 1).cpu().numpy().astype(np.float32))
+            probability = probs[0, 0].clamp_(0, 1).cpu().numpy().astype(np.float32)
+            if self.refine_edges:
+                probability = refine_probability(np.asarray(rgb), probability)
+            results.append(probability)
         return results
 
 
