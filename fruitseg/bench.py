@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -483,6 +484,13 @@ def bench_segmenter(
         main = scenes or (3 if quick else 32)
         sizes = {(512, 512): main, (256, 256): 2 if quick else 8, (768, 1024): 1 if quick else 6, (100, 100): 2 if quick else 8}
     methods = {"segmenter": ("Segmenter.predict (shipped)", lambda image: segmenter.predict([Image.fromarray(image)])[0] >= 0.5)}
+    if segmenter.refine_edges:
+        unrefined = copy.copy(segmenter)
+        unrefined.refine_edges = False
+        methods["unrefined"] = (
+            "same, without the edge refinement",
+            lambda image: unrefined.predict([Image.fromarray(image)])[0] >= 0.5,
+        )
     methods.update(BASELINES)
     results = []
     for size, count in sizes.items():

@@ -94,7 +94,7 @@ def test_segmenter_quick_is_well_formed(segmenter_result):
     assert [entry["size"] for entry in r["sizes"]] == ["128x128", "160x96"]
     assert isinstance(r["trained"], bool) and r["weights"]
     for entry in r["sizes"]:
-        assert set(entry["methods"]) == {"segmenter", *bench.BASELINES}
+        assert set(entry["methods"]) == {"segmenter", "unrefined", *bench.BASELINES}
         for name, m in entry["methods"].items():
             assert 0.0 <= m["iou"] <= 1.0 and 0.0 <= m["mean_scene_iou"] <= 1.0, (name, m)
             check_stats({**m, "n": entry["scenes"]})
