@@ -13,8 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-RADIUS_AT_512 = 8       # window radius for a 512-pixel image; scaled with the image
-EPS = 1e-3              # regularisation: larger keeps more of the map, smaller follows the photo more
+RADIUS_AT_512 = 16      # window radius for a 512-pixel image; scaled with the image
+EPS = 1e-4              # regularisation: larger keeps more of the map, smaller follows the photo more
 MAX_SIDE = 640          # refine at most at this size (the cost grows with the pixel count)
 
 
