@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--resume", action="store_true", help="continue from --work-dir's last epoch")
+    parser.add_argument("--init-from", default=None,
+                        help="start from a saved classifier (folder) with a fresh schedule; keeps its mean/std")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke tests)")
 
 
@@ -110,13 +112,17 @@ def run(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         train_x, val_x, train_masks = train_x.to(device), val_x.to(device), train_masks.to(device)
 
-    model = FruitsClassificationModel(
-        num_classes=len(FRUITS360_CLASSES),
-        class_names=list(FRUITS360_CLASSES),
-        mean=[round(v, 4) for v in mean_values],
-        std=[round(v, 4) for v in std_values],
-        drop_rate=args.drop_rate,
-    ).to(device, memory_format=torch.channels_last)
+    if args.init_from:
+        model = FruitsClassificationModel.from_pretrained(args.init_from, drop_rate=args.drop_rate)
+    else:
+        model = FruitsClassificationModel(
+            num_classes=len(FRUITS360_CLASSES),
+            class_names=list(FRUITS360_CLASSES),
+            mean=[round(v, 4) for v in mean_values],
+            std=[round(v, 4) for v in std_values],
+            drop_rate=args.drop_rate,
+        )
+    model = model.to(device, memory_format=torch.channels_last)
     average = common.WeightAverage(model, args.average_decay) if args.average_decay > 0 else None
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
