@@ -27,6 +27,14 @@ def test_classifier_training_writes_a_loadable_model_and_resumes(tmp_path, tiny_
     assert model.fc.weight.dtype == torch.float32  # stored as float16, loaded into float32
     assert len(model.mean) == 3 and model.class_names[0] == "Apple Braeburn"
 
+    # a fresh schedule from the saved model keeps its preprocessing and starts where it left off
+    tuned = tmp_path / "tuned"
+    main(["classifier", "--data", str(tiny_fruits360), "--out", str(tuned), "--work-dir", str(tmp_path / "work2"),
+          "--batch-size", "16", "--epochs", "1", "--lr", "1e-9", "--init-from", str(out)])
+    again = FruitsClassificationModel.from_pretrained(tuned)
+    assert again.mean == model.mean
+    assert torch.allclose(again.fc.weight, model.fc.weight, atol=1e-2)
+
 
 def test_segmenter_training_runs_on_scenes(tmp_path, tiny_fruits360):
     out = tmp_path / "out"
