@@ -254,9 +254,9 @@ def _random_colour(rng: np.random.Generator, max_sat: float = 0.6) -> np.ndarray
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0] * np.float32(255)
 
 
-_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64)
-_FROM_YIQ = np.linalg.inv(_TO_YIQ)
-_LUMA = _TO_YIQ[0]
+RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64)
+YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
+_LUMA = RGB_TO_YIQ[0]
 
 
 def _colour_jitter_matrix(
@@ -268,7 +268,7 @@ def _colour_jitter_matrix(
     angle = math.radians(rng.uniform(-hue_deg, hue_deg))
     c, s = math.cos(angle), math.sin(angle)
     rot = np.array([[1, 0, 0], [0, sat * c, -sat * s], [0, sat * s, sat * c]], np.float64)
-    matrix = _FROM_YIQ @ rot @ _TO_YIQ * gain
+    matrix = YIQ_TO_RGB @ rot @ RGB_TO_YIQ * gain
     return matrix.astype(np.float32), rng.uniform(1 - contrast, 1 + contrast)
 
 

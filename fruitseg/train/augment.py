@@ -22,9 +22,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-# RGB <-> YIQ, as in fruitseg.data.scenes: hue turns and saturation act on (I, Q).
-_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_FROM_YIQ = torch.linalg.inv(_TO_YIQ)
+from fruitseg.data.scenes import RGB_TO_YIQ, YIQ_TO_RGB
+
+# RGB <-> YIQ, the scenes' own: hue turns and saturation act on (I, Q).
+_TO_YIQ = torch.from_numpy(RGB_TO_YIQ).float()
+_FROM_YIQ = torch.from_numpy(YIQ_TO_RGB).float()
 
 
 def _uniform(b: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
