@@ -173,14 +173,11 @@ def main(argv: list[str] | None = None) -> None:
         results = evaluate_classifier(classifier, items)
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds)
-        segmenter = Segmenter.load(args.device)
-        segmenter.refine_edges = not args.no_refine
-        results = evaluate_segmenter(segmenter, scenes)
+        results = evaluate_segmenter(Segmenter.load(args.device, refine_edges=not args.no_refine), scenes)
     else:
         from fruitseg.pipeline import FruitPipeline
 
-        segmenter = Segmenter.load(args.device)
-        segmenter.refine_edges = not args.no_refine
+        segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
         pipeline = FruitPipeline(Classifier.load(args.device), segmenter)
         scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds, max_fruits=1)
         results = evaluate_pipeline(pipeline, scenes)

@@ -131,10 +131,10 @@ class Segmenter:
         self.fruit_index = model.class_names.index("fruit") if "fruit" in model.class_names else 1
 
     @classmethod
-    def load(cls, device: torch.device | str | None = None) -> "Segmenter":
+    def load(cls, device: torch.device | str | None = None, refine_edges: bool = True) -> "Segmenter":
         device = torch.device(device) if device is not None else select_device()
         model, source = load_weights(FCNTransformerNet, "segmenter", device)
-        return cls(model, device, source)
+        return cls(model, device, source, refine_edges)
 
     def working_size(self, image: Image.Image) -> tuple[int, int]:
         """(width, height) with the longer side at the model's ``image_size``."""

@@ -1,7 +1,7 @@
 """Train FruitsClassificationModel on a Fruits-360 ``Training`` folder.
 
     python -m fruitseg.train classifier --data ../shared/data/fruits360/Training \
-        --out checkpoints/classifier --epochs 14
+        --out checkpoints/classifier --epochs 12
 
 All images are decoded once into one uint8 tensor, with each frame's fruit mask;
 augmentation runs batch-wise on tensors (`fruitseg.train.augment`): every image is

@@ -7,6 +7,7 @@ scheduler, metrics history) to ``state.json``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -94,8 +95,6 @@ class WeightAverage:
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.998) -> None:
-        import copy
-
         self.module = copy.deepcopy(unwrap(model)).eval()
         self.module.requires_grad_(False)
         self.decay = decay
