@@ -12,10 +12,21 @@ import os
 import time
 
 import numpy as np
-import torch
 import pytest
+import torch
 
-from fruitseg import bench
+from fruitseg.bench import __main__ as cli
+from fruitseg.bench.baselines import BASELINES, foreground_not_border
+from fruitseg.bench.classifier import (
+    bench_classifier,
+    load_classifier,
+    plain_forward,
+    plain_logits,
+)
+from fruitseg.bench.inputs import FIXTURE_FRUITS, make_scenes, open_rgb, scene_banks
+from fruitseg.bench.machine import RssSampler, machine_info, peak_rss_bytes, rss_bytes
+from fruitseg.bench.report import clean, to_markdown
+from fruitseg.bench.segmenter import bench_segmenter
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,13 +45,13 @@ def check_stats(stats: dict) -> None:
 @pytest.fixture(scope="module")
 def classifier_result(tmp_path_factory):
     absent = tmp_path_factory.mktemp("no-data") / "Training"  # forces the fixture fallback
-    return bench.bench_classifier(quick=True, data=absent, log=lambda message: None)
+    return bench_classifier(quick=True, data=absent, log=lambda message: None)
 
 
 @pytest.fixture(scope="module")
 def segmenter_result(tmp_path_factory):
     absent = tmp_path_factory.mktemp("no-shared")
-    return bench.bench_segmenter(
+    return bench_segmenter(
         quick=True,
         data=absent / "Training",
         backgrounds=absent / "backgrounds",
@@ -67,7 +78,7 @@ def test_classifier_quick_is_well_formed(classifier_result):
 
 def test_classifier_paths_agree_on_the_fixtures(classifier_result):
     acc = classifier_result["accuracy"]
-    assert acc["images"] == len(list(bench.FIXTURE_FRUITS.glob("*.jpg")))
+    assert acc["images"] == len(list(FIXTURE_FRUITS.glob("*.jpg")))
     assert 0.0 <= acc["agreement"] <= 1.0
     assert acc["shipped_classes"] == acc["plain_classes"]  # the same top-1 class, image by image
     assert acc["agreement"] == 1.0
@@ -76,10 +87,10 @@ def test_classifier_paths_agree_on_the_fixtures(classifier_result):
 
 
 def test_plain_path_matches_the_shipped_logits():
-    classifier = bench.load_classifier("cpu")
-    images = [bench.open_rgb(p) for p in sorted(bench.FIXTURE_FRUITS.glob("*.jpg"))]
+    classifier = load_classifier("cpu")
+    images = [open_rgb(p) for p in sorted(FIXTURE_FRUITS.glob("*.jpg"))]
     fast = classifier.logits(images)
-    plain = bench.plain_logits(classifier.model, images, classifier.device)
+    plain = plain_logits(classifier.model, images, classifier.device)
     assert plain.shape == fast.shape == (len(images), len(classifier.class_names))
     assert plain.dtype == np.float32
     tolerance = 0.5 if classifier.amp_dtype is not None else 1e-3  # bf16 autocast vs float32
@@ -94,7 +105,7 @@ def test_segmenter_quick_is_well_formed(segmenter_result):
     assert [entry["size"] for entry in r["sizes"]] == ["128x128", "160x96"]
     assert isinstance(r["trained"], bool) and r["weights"]
     for entry in r["sizes"]:
-        assert set(entry["methods"]) == {"segmenter", "unrefined", *bench.BASELINES}
+        assert set(entry["methods"]) == {"segmenter", "unrefined", *BASELINES}
         for name, m in entry["methods"].items():
             assert 0.0 <= m["iou"] <= 1.0 and 0.0 <= m["mean_scene_iou"] <= 1.0, (name, m)
             check_stats({**m, "n": entry["scenes"]})
@@ -103,10 +114,10 @@ def test_segmenter_quick_is_well_formed(segmenter_result):
 
 
 def test_scenes_are_deterministic_and_fall_back_to_fixtures(tmp_path):
-    fruits, backgrounds, description = bench.scene_banks(tmp_path / "a", tmp_path / "b", quick=True, log=lambda m: None)
+    fruits, backgrounds, description = scene_banks(tmp_path / "a", tmp_path / "b", quick=True, log=lambda m: None)
     assert description.startswith("fixtures")
-    one = bench.make_scenes(fruits, backgrounds, 2, seed=3, size=(64, 80))
-    two = bench.make_scenes(fruits, backgrounds, 2, seed=3, size=(64, 80))
+    one = make_scenes(fruits, backgrounds, 2, seed=3, size=(64, 80))
+    two = make_scenes(fruits, backgrounds, 2, seed=3, size=(64, 80))
     for a, b in zip(one, two):
         assert a.image.shape == (64, 80, 3) and a.mask.shape == (64, 80)
         assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
@@ -126,10 +137,10 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("foreground, background", [((230, 120, 20), (40, 40, 50)), ((120, 30, 30), (235, 235, 225))])
-@pytest.mark.parametrize("name", sorted(bench.BASELINES))
+@pytest.mark.parametrize("name", sorted(BASELINES))
 def test_baselines_find_a_plain_disc_whatever_its_polarity(name, foreground, background):
     image, truth = disc_scene(foreground, background)
-    pred = bench.BASELINES[name][1](image)
+    pred = BASELINES[name][1](image)
     assert pred.shape == truth.shape and pred.dtype == bool
     assert iou(pred, truth) > 0.85
 
@@ -137,8 +148,8 @@ def test_baselines_find_a_plain_disc_whatever_its_polarity(name, foreground, bac
 def test_foreground_is_the_side_touching_the_border_less():
     binary = np.ones((10, 10), bool)
     binary[3:7, 3:7] = False
-    assert bench.foreground_not_border(binary).sum() == 16
-    assert bench.foreground_not_border(~binary).sum() == 16
+    assert foreground_not_border(binary).sum() == 16
+    assert foreground_not_border(~binary).sum() == 16
 
 
 # --------------------------------------------------------------------------- report
@@ -146,12 +157,12 @@ def test_foreground_is_the_side_touching_the_border_less():
 
 def test_markdown_renders_one_table_per_part(classifier_result, segmenter_result):
     results = {
-        "machine": bench.machine_info("cpu"),
+        "machine": machine_info("cpu"),
         "classifier": classifier_result,
         "segmenter": segmenter_result,
         "app": {"error": "not run in this test"},
     }
-    text = bench.to_markdown(results)
+    text = to_markdown(results)
     assert text.startswith("## Performance")
     for title in ("### Classifier", "### Segmenter", "### App"):
         assert title in text
@@ -161,20 +172,20 @@ def test_markdown_renders_one_table_per_part(classifier_result, segmenter_result
     widths = {line.count("|") for line in tables if "Method" in line or "Otsu" in line or "GrabCut" in line}
     assert len(widths) == 1  # every row of the segmenter table has the header's columns
     assert "Not measured: not run in this test" in text
-    json.dumps(bench.clean(results), allow_nan=False)  # strict JSON
+    json.dumps(clean(results), allow_nan=False)  # strict JSON
 
 
 def test_machine_info_describes_the_machine():
-    info = bench.machine_info("cpu")
+    info = machine_info("cpu")
     assert info["cpu"] and info["torch"] and info["device"] == "cpu"
     assert info["torch_threads"] >= 1 and info["usable_cores"] >= 1
 
 
 def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys, classifier_result):
-    canned = {"machine": bench.machine_info("cpu"), "quick": True, "classifier": {**classifier_result, "speedup_nan": float("nan")}}
-    monkeypatch.setattr(bench, "run", lambda parts, args, log: canned)
+    canned = {"machine": machine_info("cpu"), "quick": True, "classifier": {**classifier_result, "speedup_nan": float("nan")}}
+    monkeypatch.setattr(cli, "run", lambda parts, args, log: canned)
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
-    assert bench.main(["classifier", "--quick", "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    assert cli.main(["classifier", "--quick", "--json", str(out_json), "--markdown", str(out_md)]) == 0
     data = json.loads(out_json.read_text())
     assert data["classifier"]["speedup_nan"] is None  # NaN is written as null
     assert out_md.read_text() in capsys.readouterr().out
@@ -182,16 +193,16 @@ def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys, classifier_
 
 
 def test_rss_helpers_measure_this_process():
-    assert bench.rss_bytes() > 0
-    assert bench.peak_rss_bytes() >= bench.rss_bytes() * 0.5
-    with bench.RssSampler(os.getpid(), interval=0.01) as sampler:
+    assert rss_bytes() > 0
+    assert peak_rss_bytes() >= rss_bytes() * 0.5
+    with RssSampler(os.getpid(), interval=0.01) as sampler:
         time.sleep(0.05)
     assert sampler.samples >= 1 and sampler.peak > 0
 
 
 def test_plain_baseline_runs_in_grad_mode_without_autocast():
-    classifier = bench.load_classifier("cpu")
-    images = [bench.open_rgb(next(bench.FIXTURE_FRUITS.glob("*.jpg")))]
-    out = bench.plain_forward(classifier.model, images, classifier.device)
+    classifier = load_classifier("cpu")
+    images = [open_rgb(next(FIXTURE_FRUITS.glob("*.jpg")))]
+    out = plain_forward(classifier.model, images, classifier.device)
     assert out.requires_grad and out.dtype == torch.float32  # an autograd graph was built
     assert out.grad_fn is not None and not torch.is_inference(out)

@@ -1,0 +1,117 @@
+"""``python -m fruitseg.bench classifier``: the shipped inference path against the plain way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fruitseg.bench.inputs import (
+    DEFAULT_DATA,
+    FIXTURE_FRUITS,
+    ROOT,
+    fixture_fruit_items,
+    heldout_items,
+    open_rgb,
+)
+from fruitseg.bench.timing import interleaved, ratio, summarize
+from fruitseg.predictors import Classifier, square_on_white, to_tensor
+
+
+def plain_forward(model: torch.nn.Module, images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
+    """The same weights the plain way: eager, NCHW float32, default grad mode (an autograd
+    graph is built, as in a naive ``model(x)``), no autocast. Same preprocessing as shipped."""
+    x = to_tensor([square_on_white(image, model.image_size) for image in images], model.mean, model.std).to(device)
+    return model(x)
+
+
+def plain_logits(model: torch.nn.Module, images: Sequence[Image.Image], device: torch.device) -> np.ndarray:
+    return plain_forward(model, images, device).detach().float().cpu().numpy()
+
+
+def load_classifier(device: str | None) -> Classifier:
+    return Classifier.load(device)
+
+
+def bench_classifier(
+    classifier: Classifier | None = None,
+    *,
+    quick: bool = False,
+    data: str | Path | None = None,
+    limit: int | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Shipped ``Classifier.logits`` vs the plain eager float32 model, same weights, same run."""
+    classifier = classifier or load_classifier(device)
+    model, dev = classifier.model, classifier.device
+    if not torch.is_grad_enabled():
+        raise RuntimeError("bench_classifier must run with grad mode on: that is the plain baseline")
+
+    # ---- the top-1 check first (it also warms both paths up)
+    data = Path(data) if data is not None else DEFAULT_DATA
+    limit = (256 if quick else 0) if limit is None else limit
+    if data.is_dir():
+        items = heldout_items(data, classifier.class_names, limit)
+        source = f"held-out validation frames of {data.name}/" + (" (evenly subsampled)" if limit else "")
+        scored = True
+    else:
+        items = fixture_fruit_items()
+        source = f"fixtures ({FIXTURE_FRUITS.relative_to(ROOT)})"
+        scored = False
+    log(f"classifier: checking top-1 on {len(items)} images ({source})")
+    labels = np.array([item.label for item in items])
+    fast_pred, plain_pred, max_diff = [], [], 0.0
+    for start in range(0, len(items), 64):
+        batch = [open_rgb(item.path) for item in items[start : start + 64]]
+        a, b = classifier.logits(batch), plain_logits(model, batch, dev)
+        fast_pred.append(a.argmax(1))
+        plain_pred.append(b.argmax(1))
+        max_diff = max(max_diff, float(np.abs(a - b).max()))
+    fast_pred, plain_pred = np.concatenate(fast_pred), np.concatenate(plain_pred)
+    accuracy: dict[str, Any] = {
+        "source": source,
+        "images": len(items),
+        "agreement": round(float((fast_pred == plain_pred).mean()), 5),
+        "max_abs_logit_diff": round(max_diff, 5),
+    }
+    if scored:
+        accuracy["shipped_top1"] = round(float((fast_pred == labels).mean()), 5)
+        accuracy["plain_top1"] = round(float((plain_pred == labels).mean()), 5)
+    else:
+        accuracy["shipped_classes"] = [classifier.class_names[i] for i in fast_pred]
+        accuracy["plain_classes"] = [classifier.class_names[i] for i in plain_pred]
+
+    # ---- speed: decoded PIL images -> numpy logits (preprocessing included, JPEG decode not)
+    pool = [open_rgb(item.path) for item in items[:64]]
+    while len(pool) < 64:
+        pool = pool + pool
+    pool = pool[:64]
+    one = pool[:1]
+    speed: dict[str, Any] = {}
+    plans = {1: (4, 5, 3) if quick else (10, 30, 10), 64: (2, 1, 1) if quick else (6, 5, 2)}
+    for batch_size, (rounds, per_round, warmup) in plans.items():
+        images = one if batch_size == 1 else pool
+        log(f"classifier: timing batch {batch_size} ({rounds} rounds x {per_round} calls per path)")
+        samples = interleaved(
+            {"shipped": lambda: classifier.logits(images), "plain": lambda: plain_logits(model, images, dev)},
+            rounds, per_round, warmup,
+        )
+        shipped, plain = summarize(samples["shipped"], batch_size), summarize(samples["plain"], batch_size)
+        speed[f"batch{batch_size}"] = {
+            "shipped": shipped,
+            "plain": plain,
+            "speedup": ratio(plain["p50_ms"], shipped["p50_ms"]),
+        }
+    return {
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "autocast": str(classifier.amp_dtype).replace("torch.", "") if classifier.amp_dtype else "off (float32)",
+        "weights": classifier.source.describe() if classifier.source else "given model",
+        "timed": "decoded PIL images -> numpy logits (preprocessing included, file decoding excluded)",
+        **speed,
+        "accuracy": accuracy,
+    }
