@@ -25,8 +25,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from fruitseg.data.fruits360 import FruitImage, image_files, list_images, split_by_frame_blocks
-from fruitseg.predictors import Classifier, Segmenter
 from fruitseg.instances import cut_out
+from fruitseg.predictors import Classifier, Segmenter
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DEFAULT_FRUITS = SHARED / "fruits360" / "Training"
@@ -80,7 +80,9 @@ def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: int = 2) -> floa
 
 def validation_scenes(count: int, seed: int, size: int, fruits_dir=None, backgrounds_dir=None, max_fruits: int = 8):
     """Deterministic scenes from held-out fruit frames and held-out backgrounds (or the given folders)."""
-    from fruitseg.data.scenes import BackgroundBank, FruitBank, make_scene, split_backgrounds
+    from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
+    from fruitseg.data.fruit_bank import FruitBank
+    from fruitseg.data.scenes import make_scene
 
     if fruits_dir:
         fruit_items = list_images(fruits_dir)

@@ -17,12 +17,7 @@ import torch
 
 from fruitseg.bench import __main__ as cli
 from fruitseg.bench.baselines import BASELINES, foreground_not_border
-from fruitseg.bench.classifier import (
-    bench_classifier,
-    load_classifier,
-    plain_forward,
-    plain_logits,
-)
+from fruitseg.bench.classifier import bench_classifier, load_classifier, plain_forward, plain_logits
 from fruitseg.bench.inputs import FIXTURE_FRUITS, make_scenes, open_rgb, scene_banks
 from fruitseg.bench.machine import RssSampler, machine_info, peak_rss_bytes, rss_bytes
 from fruitseg.bench.report import clean, to_markdown

@@ -11,23 +11,16 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 from scipy import ndimage
 
+from fruitseg.data.backgrounds import BackgroundBank
+from fruitseg.data.fruit_bank import FruitBank, flat_fruit_items
 from fruitseg.data.fruits360 import FruitImage
 from fruitseg.data.masks import fruit_mask, near_white, soft_alpha
-from fruitseg.data.scenes import (
-    BackgroundBank,
-    FruitBank,
-    Scene,
-    SceneDataset,
-    flat_fruit_items,
-    make_scene,
-    save_scene_grid,
-)
+from fruitseg.data.scenes import Scene, SceneDataset, make_scene, save_scene_grid
 from fruitseg.labels import FRUITS360_CLASSES
-
-from conftest import ROOT
 
 FRUITS_DIR = ROOT / "tests" / "fixtures" / "fruits"
 BACKGROUNDS_DIR = ROOT / "tests" / "fixtures" / "backgrounds"

@@ -9,14 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fruitseg.bench.inputs import (
-    DEFAULT_DATA,
-    FIXTURE_FRUITS,
-    ROOT,
-    fixture_fruit_items,
-    heldout_items,
-    open_rgb,
-)
+from fruitseg.bench.inputs import DEFAULT_DATA, FIXTURE_FRUITS, ROOT, fixture_fruit_items, heldout_items, open_rgb
 from fruitseg.bench.timing import interleaved, ratio, summarize
 from fruitseg.predictors import Classifier, square_on_white, to_tensor
 

@@ -21,7 +21,7 @@ CACHE_DIR = ROOT / "runs" / "bench"
 
 def fixture_fruit_items():
     """The bundled fruit fixtures as FruitImage items (class from the file name)."""
-    from fruitseg.data.scenes import flat_fruit_items
+    from fruitseg.data.fruit_bank import flat_fruit_items
 
     return flat_fruit_items(FIXTURE_FRUITS)
 
@@ -44,7 +44,8 @@ def heldout_items(data: Path, class_names: Sequence[str], limit: int) -> list:
 def scene_banks(data: Path | None, backgrounds: Path | None, quick: bool, log: Callable[[str], None] = print):
     """(FruitBank, BackgroundBank, description): held-out Fruits-360 frames and held-out
     background photos when they exist, else the bundled fixtures."""
-    from fruitseg.data.scenes import BackgroundBank, FruitBank, split_backgrounds
+    from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
+    from fruitseg.data.fruit_bank import FruitBank
 
     data = Path(data) if data is not None else DEFAULT_DATA
     backgrounds = Path(backgrounds) if backgrounds is not None else DEFAULT_BACKGROUNDS
@@ -78,7 +79,9 @@ def make_scenes(fruits, backgrounds, count: int, seed: int, size: tuple[int, int
 
 def bench_scene_file(folder: Path, size: tuple[int, int] = (512, 512), seed: int = 7) -> Path:
     """A deterministic composite scene from the bundled fixtures, written as a JPEG."""
-    from fruitseg.data.scenes import BackgroundBank, FruitBank, make_scene
+    from fruitseg.data.backgrounds import BackgroundBank
+    from fruitseg.data.fruit_bank import FruitBank
+    from fruitseg.data.scenes import make_scene
 
     scene = make_scene(np.random.default_rng(seed), FruitBank.from_folder(FIXTURE_FRUITS), BackgroundBank(FIXTURE_BACKGROUNDS), size, max_fruits=4)
     path = folder / f"scene_{size[1]}x{size[0]}.jpg"

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torchvision import models
 from torchvision.models._utils import IntermediateLayerGetter
 

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fruitseg.data.scenes import RGB_TO_YIQ, YIQ_TO_RGB
+from fruitseg.data.colour import RGB_TO_YIQ, YIQ_TO_RGB
 
 # RGB <-> YIQ, the scenes' own: hue turns and saturation act on (I, Q).
 _TO_YIQ = torch.from_numpy(RGB_TO_YIQ).float()

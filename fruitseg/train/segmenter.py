@@ -27,8 +27,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
+from fruitseg.data.fruit_bank import FruitBank
 from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
-from fruitseg.data.scenes import BackgroundBank, FruitBank, SceneDataset, split_backgrounds
+from fruitseg.data.scenes import SceneDataset
 from fruitseg.models.segmenter import PRESETS, FCNTransformerNet
 from fruitseg.train import common
 
