@@ -88,7 +88,14 @@ def separate_touching(component: np.ndarray, min_peak_ratio: float = 0.45) -> np
 def split_fruits(
     prob: np.ndarray, threshold: float = 0.5, min_area_fraction: float = MIN_AREA_FRACTION, split_touching: bool = True
 ) -> list[FruitRegion]:
-    """The fruits in a (H, W) probability map, largest first."""
+    """The fruits in a (H, W) probability map, the ones the segmenter is surest of first.
+
+    Regions are ranked by their mean fruit probability (ties: larger first), not by size:
+    in a photo of one fruit, a false region in a busy background is often larger than the
+    fruit but less certain. Of 500 single-fruit validation scenes (seeds 7 and 11, not the
+    report seed), 76 gave several regions; this ranking put the real fruit first in 67 of
+    them, "largest first" in 58.
+    """
     binary = ndimage.binary_fill_holes(prob >= threshold)
     binary = ndimage.binary_opening(binary, iterations=1)
     min_area = max(16, int(min_area_fraction * prob.size))
@@ -109,7 +116,7 @@ def split_fruits(
             mask = np.zeros(prob.shape, dtype=bool)
             mask[found] = part_mask
             regions.append(FruitRegion(mask, box_of(mask), area, float(prob[mask].mean())))
-    regions.sort(key=lambda r: r.area, reverse=True)
+    regions.sort(key=lambda r: (r.confidence, r.area), reverse=True)
     return regions[:MAX_FRUITS]
 
 

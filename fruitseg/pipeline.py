@@ -74,7 +74,7 @@ class FruitPipeline:
         top_k: int = 5,
         probability: np.ndarray | None = None,
     ) -> Analysis:
-        """Segment ``image``, split the mask into fruits, classify each cut-out (largest first).
+        """Segment ``image``, split the mask into fruits, classify each cut-out (surest first).
 
         ``probability``: an (H, W) fruit probability map for ``image`` computed earlier (for
         example by :meth:`segment`). When given, the segmenter does not run and this map is

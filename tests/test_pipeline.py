@@ -57,3 +57,12 @@ def test_a_fruits360_photo_is_one_fruit_named_right(pipeline, path):
     assert len(analysis.fruits) >= 1
     assert analysis.fruits[0].area_fraction > 0.15
     assert analysis.fruits[0].label == path.stem.rsplit("_", 1)[0].replace("_", " ")
+
+
+def test_the_surest_region_comes_first_not_the_largest():
+    prob = np.zeros((120, 240), np.float32)
+    prob[disc(prob.shape, 60, 60, 50)] = 0.6    # a large, doubtful blob (a busy background)
+    prob[disc(prob.shape, 190, 60, 25)] = 0.98  # a small, certain fruit
+    first, second = split_fruits(prob)
+    assert first.box == (165, 35, 216, 86) and first.area < second.area
+    assert first.confidence > second.confidence

@@ -175,7 +175,7 @@ def test_classify_several_fruits_gives_one_result_each(disc_models, example_path
     assert len(top5) == 5
     result = classify.classify_image(disc_models, image)
     assert not result.whole_image and len(result.fruits) == 2
-    assert result.top5 == result.fruits[0].top5  # the headline is the largest fruit
+    assert result.top5 == result.fruits[0].top5  # the headline is the first (surest) fruit
     for fruit in result.fruits:
         assert 0.05 < fruit.area_fraction < 0.3
     json = result.to_json("cpu")

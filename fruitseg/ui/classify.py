@@ -37,7 +37,7 @@ class FruitResult:
 
 @dataclass
 class ClassifyResult:
-    top5: dict[str, float]  # the largest fruit's (or the whole image's) top 5
+    top5: dict[str, float]  # the first fruit's (or the whole image's) top 5
     fruits: list[FruitResult] = field(default_factory=list)
     whole_image: bool = False  # True: the segmenter found no fruit; the whole image was classified
     ms: float = 0.0
@@ -61,7 +61,7 @@ class ClassifyResult:
 
 
 def classify_image(models: Models, image: Image.Image, threshold: float = THRESHOLD, top_k: int = TOP_K) -> ClassifyResult:
-    """Every fruit in ``image`` (largest first) with its top-k; whole-image fallback when none."""
+    """Every fruit in ``image`` (the segmenter's surest first) with its top-k; whole-image fallback when none."""
     with Stopwatch() as watch:
         analysis = models.pipeline.analyze(image, threshold=threshold, top_k=top_k)
         fruits = [
@@ -99,7 +99,7 @@ def status_markdown(result: ClassifyResult, device: str) -> str:
     elif n == 1:
         found = "1 fruit found; it was cut out and classified."
     else:
-        found = f"**{n} fruits** found; the top 5 above are for the largest one, each fruit is listed below."
+        found = f"**{n} fruits** found; the top 5 above are for the one the segmenter is surest of, each fruit is listed below."
     return f"{best} · {found}  \nTime: {result.ms:.0f} ms on {device}"
 
 
@@ -126,7 +126,7 @@ def classify_ui(models: Models, path: str | None):
 def classify_api(models: Models, image: str | None) -> dict[str, Any]:
     """Classify every fruit in an image.
 
-    Returns {"label", "confidences" (top 5 of the largest fruit, or of the whole image when
+    Returns {"label", "confidences" (top 5 of the first fruit, the one the segmenter is surest of, or of the whole image when
     no fruit is found), "fruits" (one entry per fruit: label, score, confidences, box
     [x0, y0, x1, y1], area_fraction), "whole_image", "image_size", "ms", "device"}.
     """

@@ -129,7 +129,7 @@ def draw_overlay(
 
 
 def label_map_from_masks(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Boolean masks (largest first) -> uint8 map: 0 = background, k + 1 = fruit k."""
+    """Boolean masks (in the pipeline's order) -> uint8 map: 0 = background, k + 1 = fruit k."""
     label_map = np.zeros(shape, dtype=np.uint8)
     for k, mask in enumerate(masks[:255]):
         label_map[mask & (label_map == 0)] = k + 1

@@ -55,7 +55,7 @@ class Segmentation:
     image: Image.Image
     probability: np.ndarray  # (H, W) float16 fruit probability, cached so the model runs once
     threshold: float
-    label_map: np.ndarray  # (H, W) uint8: 0 = background, k + 1 = fruit k (largest first)
+    label_map: np.ndarray  # (H, W) uint8: 0 = background, k + 1 = fruit k (surest first)
     fruits: list[FruitInfo] = field(default_factory=list)
     stem: str = "image"
     model_ms: float = 0.0  # segmenter time for this photo
