@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fruitseg.ui import charts, classify, common, lmd, render, segment
+from fruitseg.ui import charts, classify, common, lmd, lmd_inputs, render, segment
 from fruitseg.ui.models import Models
 
 CAPTION = re.compile(r"^.+ \d+(\.\d)?%$")  # "Banana 97%"
@@ -274,7 +274,7 @@ def test_segment_api_returns_overlay_mask_and_info(models, example_paths):
 
 
 def default_inputs(**changes):
-    table, target = lmd.preset_table(lmd.DEFAULT_PRESET, lmd.DEFAULT_CLASSES, lmd.DEFAULT_SEED)
+    table, target = lmd_inputs.preset_table(lmd.DEFAULT_PRESET, lmd.DEFAULT_CLASSES, lmd.DEFAULT_SEED)
     inputs = dict(num_classes=lmd.DEFAULT_CLASSES, target=target, T=2.0, beta=1.5, major_source="counts", manual_majors=[], table=table)
     inputs.update(changes)
     return inputs
@@ -295,7 +295,7 @@ def test_lmd_numbers_are_consistent_and_charts_drawn():
 
     ex = lmd.explore(**inputs)
     r = ex.result
-    assert ex.majors == lmd.major_ids_from_counts(inputs["table"]["count"]) and ex.majors
+    assert ex.majors == lmd_inputs.major_ids_from_counts(inputs["table"]["count"]) and ex.majors
     assert sum(r["teacher_probs"]) == pytest.approx(1.0) and sum(r["student_probs"]) == pytest.approx(1.0)
     for i in {ex.target, *ex.majors}:
         assert r["teacher_probs"][i] == pytest.approx(0.0, abs=1e-12)  # masked in the teacher
@@ -338,9 +338,9 @@ def test_lmd_repairs_silly_tables_and_says_so():
     assert all(math.isfinite(v) for v in (r["ce"], r["lmd"], r["total"]))
     notes = " ".join(ex.notes)
     assert "Non-numeric or empty 'student' cells" in notes and "clamped" in notes
-    names, student, teacher, counts, _ = lmd.repair_table(table, 4)
-    assert student == [1.5, 0.0, 0.0, lmd.LOGIT_LIMIT]
-    assert teacher == [0.0, -lmd.LOGIT_LIMIT, 2.0, 3.5]
+    names, student, teacher, counts, _ = lmd_inputs.repair_table(table, 4)
+    assert student == [1.5, 0.0, 0.0, lmd_inputs.LOGIT_LIMIT]
+    assert teacher == [0.0, -lmd_inputs.LOGIT_LIMIT, 2.0, 3.5]
     assert counts == [5.0, 0.0, 0.0, 40.0]
     assert "Note:" in lmd.explore_ui(num_classes=4, target=1, T=1.0, beta=1.0, major_source="counts", manual_majors=[], table=table)[6]
 
@@ -354,7 +354,7 @@ def test_lmd_true_class_out_of_range_after_fewer_classes_is_clamped():
     assert manual.majors == [0] and any("7" in n for n in manual.notes)
 
 
-@pytest.mark.parametrize("table", [None, pd.DataFrame(columns=lmd.COLUMNS), [], {"headers": lmd.COLUMNS, "data": [[]]}])
+@pytest.mark.parametrize("table", [None, pd.DataFrame(columns=lmd_inputs.COLUMNS), [], {"headers": lmd_inputs.COLUMNS, "data": [[]]}])
 def test_lmd_empty_table_is_repaired(table):
     out = lmd.explore_ui(num_classes=5, target=0, T=2.0, beta=1.0, major_source="counts", manual_majors=[], table=table)
     assert out[2] == pytest.approx(math.log(5), rel=1e-6)  # all-zero logits: CE = log C, LMD = 0
@@ -362,9 +362,9 @@ def test_lmd_empty_table_is_repaired(table):
 
 
 def test_lmd_presets_and_resizing_keep_controls_valid(models, example_paths):
-    for kind in lmd.PRESETS:
+    for kind in lmd_inputs.PRESETS:
         table, target_update, manual_update = lmd.preset_ui(kind, 7, 3)
-        assert len(table) == 7 and list(table.columns) == lmd.COLUMNS
+        assert len(table) == 7 and list(table.columns) == lmd_inputs.COLUMNS
         assert 0 <= target_update["value"] < 7 and len(target_update["choices"]) == 7
         assert manual_update["value"] == []
         assert np.isfinite(table[["student", "teacher", "count"]].to_numpy(dtype=float)).all()
@@ -388,9 +388,9 @@ def test_lmd_presets_and_resizing_keep_controls_valid(models, example_paths):
 
 
 def test_lmd_switching_to_manual_starts_from_the_counts_rule():
-    table, _ = lmd.preset_table(lmd.DEFAULT_PRESET, 6, lmd.DEFAULT_SEED)
+    table, _ = lmd_inputs.preset_table(lmd.DEFAULT_PRESET, 6, lmd.DEFAULT_SEED)
     update = lmd.major_source_ui("manual", table, [])
-    assert update["visible"] is True and update["value"] == lmd.major_ids_from_counts(table["count"])
+    assert update["visible"] is True and update["value"] == lmd_inputs.major_ids_from_counts(table["count"])
     assert lmd.major_source_ui("counts", table, [1])["visible"] is False
 
 
