@@ -5,8 +5,8 @@ classifier  top-1, top-5, per-class accuracy and the most confused pairs on any 
             exact inference path the app uses.
 segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built from
             held-out fruit frames and held-out backgrounds (or folders you name).
-pipeline    segment-then-classify on single-fruit scenes against the classifier on the
-            same fruits on white: does a fruit on any background classify as well?
+pipeline    segment-then-classify on single-fruit scenes against the same scenes with the
+            background painted white: does a fruit on any background classify as well?
 
 Weights come from the same place as in the app (``FRUITSEG_CLASSIFIER`` /
 ``FRUITSEG_SEGMENTER``, default ``checkpoints/``).
@@ -78,11 +78,11 @@ def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: int = 2) -> floa
     return float(2 * precision * recall / max(precision + recall, 1e-9))
 
 
-def validation_scenes(count: int, seed: int, size: int, fruits_dir=None, backgrounds_dir=None, max_fruits: int = 8):
-    """Deterministic scenes from held-out fruit frames and held-out backgrounds (or the given folders)."""
+def validation_banks(fruits_dir=None, backgrounds_dir=None):
+    """(fruits, backgrounds) for evaluation scenes: held-out fruit frames and held-out
+    background photos, or everything in the given folders."""
     from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
     from fruitseg.data.fruit_bank import FruitBank
-    from fruitseg.data.scenes import make_scene
 
     if fruits_dir:
         fruit_items = list_images(fruits_dir)
@@ -92,10 +92,18 @@ def validation_scenes(count: int, seed: int, size: int, fruits_dir=None, backgro
         background_paths = image_files(backgrounds_dir)
     else:
         background_paths = split_backgrounds(DEFAULT_BACKGROUNDS)[1]
-    fruits, backgrounds = FruitBank.from_items(fruit_items), BackgroundBank(background_paths)
+    return FruitBank.from_items(fruit_items), BackgroundBank(background_paths)
+
+
+def validation_scenes(count: int, seed: int, size: int, banks, max_fruits: int = 8, white_background: bool = False):
+    """Deterministic scenes (scene i is a function of ``seed`` and i alone); with
+    ``white_background`` each is the same scene's twin on plain white."""
+    from fruitseg.data.scenes import make_scene
+
+    fruits, backgrounds = banks
     for index in range(count):
         rng = np.random.default_rng([seed, index])
-        yield make_scene(rng, fruits, backgrounds, (size, size), max_fruits=max_fruits)
+        yield make_scene(rng, fruits, backgrounds, (size, size), max_fruits=max_fruits, white_background=white_background)
 
 
 def evaluate_segmenter(segmenter: Segmenter, scenes, threshold: float = 0.5) -> dict:
@@ -118,30 +126,40 @@ def evaluate_segmenter(segmenter: Segmenter, scenes, threshold: float = 0.5) -> 
     }
 
 
-def evaluate_pipeline(pipeline, scenes) -> dict:
-    """Top-1 of segment-then-classify on single-fruit scenes, split into its two error sources.
+def evaluate_pipeline(pipeline, scenes, white_twins=None) -> dict:
+    """Top-1 of segment-then-classify on single-fruit scenes, split into its error sources.
 
-    ``cutout_true_mask_top1`` classifies the cut-out made with the scene's exact mask (what a
-    perfect segmenter would give); ``segment_then_classify_top1`` the pipeline's own result;
-    ``classify_whole_scene_top1`` the classifier on the raw scene, without segmenting.
+    ``segment_then_classify_top1`` is the pipeline's own result; ``cutout_true_mask_top1``
+    classifies the cut-out made with the scene's exact mask (what a perfect segmenter would
+    give); ``classify_whole_scene_top1`` the classifier on the raw scene, without segmenting.
+    With ``white_twins`` (the same scenes on plain white, see ``make_scene``'s
+    ``white_background``) the pipeline also runs on each twin: ``same_scene_on_white_top1``
+    is how well the very same photographed fruit classifies on white, so the difference
+    to ``segment_then_classify_top1`` is what the background alone costs.
     """
-    hits = true_mask_hits = naive_hits = found = total = 0
+    twins = iter(white_twins) if white_twins is not None else None
+    hits = true_mask_hits = naive_hits = found = total = white_hits = 0
     for scene in tqdm(scenes, desc="segment+classify", unit="scene"):
         image, truth = Image.fromarray(scene.image), pipeline.classifier.class_names[scene.labels[0]]
-        fruits = pipeline.analyze(image).fruits
         total += 1
-        found += bool(fruits)
+        found += bool(fruits := pipeline.analyze(image).fruits)
         hits += bool(fruits) and fruits[0].label == truth
         true_cutout = cut_out(image, scene.mask.astype(bool))
         true_mask_hits += pipeline.classifier.predict([true_cutout], top_k=1)[0][0][0] == truth
         naive_hits += pipeline.classifier.predict([image], top_k=1)[0][0][0] == truth
-    return {
+        if twins is not None:
+            twin = pipeline.analyze(Image.fromarray(next(twins).image)).fruits
+            white_hits += bool(twin) and twin[0].label == truth
+    results = {
         "scenes": total,
         "fruit_found": round(found / max(total, 1), 5),
         "segment_then_classify_top1": round(hits / max(total, 1), 5),
         "cutout_true_mask_top1": round(true_mask_hits / max(total, 1), 5),
         "classify_whole_scene_top1": round(naive_hits / max(total, 1), 5),
     }
+    if twins is not None:
+        results["same_scene_on_white_top1"] = round(white_hits / max(total, 1), 5)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,15 +192,17 @@ def main(argv: list[str] | None = None) -> None:
             items = items[:: max(1, len(items) // args.limit)][: args.limit]
         results = evaluate_classifier(classifier, items)
     elif args.task == "segmenter":
-        scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds)
+        scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
         results = evaluate_segmenter(Segmenter.load(args.device, refine_edges=not args.no_refine), scenes)
     else:
         from fruitseg.pipeline import FruitPipeline
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
         pipeline = FruitPipeline(Classifier.load(args.device), segmenter)
-        scenes = validation_scenes(args.scenes, args.seed, args.size, args.fruits, args.backgrounds, max_fruits=1)
-        results = evaluate_pipeline(pipeline, scenes)
+        banks = validation_banks(args.fruits, args.backgrounds)
+        scenes = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1)
+        twins = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1, white_background=True)
+        results = evaluate_pipeline(pipeline, scenes, twins)
     summary = {k: v for k, v in results.items() if k != "per_class_top1"}
     print(json.dumps(summary, indent=1))
     if args.json:

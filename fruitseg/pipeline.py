@@ -6,9 +6,9 @@ images, and only then classified. Both app tabs use :class:`FruitPipeline`.
 
 A studio photo on plain white (a Fruits-360 image, a product shot) is separated the way
 the dataset removed its own backgrounds, by a flood fill from the border over near-white
-pixels (`fruitseg.data.masks.fruit_mask`): exact where it applies, and a case the
-segmenter, trained on fruit that fills at most 60 % of a scene, handles badly when the
-fruit fills the frame.
+pixels: exact where it applies, and a case the segmenter, trained on fruit that fills at
+most 60 % of a scene, handles badly when the fruit fills the frame. Where the fruit casts
+a shadow on the paper the segmenter's mask is used instead (`fruitseg.white_paper`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from fruitseg.data.masks import fruit_mask, near_white
 from fruitseg.instances import cut_out, split_fruits
 from fruitseg.predictors import Classifier, Segmenter
+from fruitseg.white_paper import flood_fill_mask
 
 
 @dataclass
@@ -44,16 +44,6 @@ class Analysis:
         return float(np.mean(self.probability >= 0.5))
 
 
-WHITE_BORDER_FRACTION = 0.75 # share of near-white border pixels that makes a "photo on white"
-
-
-def on_white_background(rgb: np.ndarray) -> bool:
-    """True when nearly the whole image border is near-white, as in Fruits-360."""
-    white = near_white(rgb)
-    border = np.concatenate([white[0], white[-1], white[1:-1, 0], white[1:-1, -1]])
-    return bool(border.mean() >= WHITE_BORDER_FRACTION)
-
-
 class FruitPipeline:
     def __init__(self, classifier: Classifier, segmenter: Segmenter, flood_fill_on_white: bool = True):
         self.classifier = classifier
@@ -61,11 +51,14 @@ class FruitPipeline:
         self.flood_fill_on_white = flood_fill_on_white
 
     def segment(self, image: Image.Image) -> np.ndarray:
-        """(H, W) float32 fruit probability: flood fill for a photo on white, else the segmenter."""
-        rgb = np.asarray(image.convert("RGB"))
-        if self.flood_fill_on_white and min(rgb.shape[:2]) >= 3 and on_white_background(rgb):
-            return fruit_mask(rgb).astype(np.float32)
-        return self.segmenter.predict([image])[0]
+        """(H, W) float32 fruit probability: the segmenter's, or the flood fill (0 or 1)
+        for a photo on white where no shadow rules it out."""
+        probability = self.segmenter.predict([image])[0]
+        if self.flood_fill_on_white:
+            flood = flood_fill_mask(np.asarray(image.convert("RGB")), probability >= 0.5)
+            if flood is not None:
+                return flood.astype(np.float32)
+        return probability
 
     def analyze(
         self,

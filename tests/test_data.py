@@ -243,6 +243,21 @@ def test_make_scene_deterministic(fruits, backgrounds):
     assert not np.array_equal(a.image, c.image)
 
 
+def test_a_scene_on_white_is_the_same_scene_with_white_paper(fruits, backgrounds):
+    for i in range(6):
+        scene = make_scene(np.random.default_rng([5, i]), fruits, backgrounds, (96, 96), degrade=False)
+        twin = make_scene(np.random.default_rng([5, i]), fruits, backgrounds, (96, 96), degrade=False, white_background=True)
+        assert twin.background == "white" and twin.labels == scene.labels and twin.boxes == scene.boxes
+        assert np.array_equal(twin.mask, scene.mask) and np.array_equal(twin.instances, scene.instances)
+        inner = ndimage.binary_erosion(scene.mask > 0, iterations=2)
+        far = ~ndimage.binary_dilation(scene.mask > 0, iterations=12)
+        assert np.median(twin.image[far].min(axis=1)) > 200  # white paper far from the fruits
+        if scene.background != "white":
+            assert not np.array_equal(twin.image[far], scene.image[far])
+        same = np.all(twin.image[inner] == scene.image[inner], axis=1)
+        assert same.mean() > 0.95  # the very same fruit (a few pixels where the warped alpha is below 1 differ)
+
+
 def test_make_scene_invariants(fruits, backgrounds):
     fractions, counts = [], []
     for i in range(50):

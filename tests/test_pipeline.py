@@ -8,7 +8,8 @@ from PIL import Image
 
 from fruitseg import load_classifier, load_segmenter
 from fruitseg.instances import cut_out, split_fruits
-from fruitseg.pipeline import FruitPipeline, on_white_background
+from fruitseg.pipeline import FruitPipeline
+from fruitseg.white_paper import on_white_background
 
 FRUITS = Path(__file__).parent / "fixtures" / "fruits"
 

@@ -89,6 +89,7 @@ def make_scene(
     max_fruits: int = 8,
     min_fruits: int = 1,
     degrade: bool = True,
+    white_background: bool = False,
 ) -> Scene:
     """A random scene of ``min_fruits``..``max_fruits`` fruits on a random background.
 
@@ -100,11 +101,17 @@ def make_scene(
     with 1..29 visible pixels is retried elsewhere (or the fruit is skipped), so every
     instance has >= 30 pixels and ``mask == (instances > 0)``. With ``degrade`` the
     whole scene may get a global colour cast, blur, noise and JPEG compression.
+
+    ``white_background`` paints the sampled background plain white and changes nothing
+    else: the random draws are the same, so the result is the very same fruits, light,
+    shadows and camera on white, the scene's twin for measuring what a background costs.
     """
     h, w = int(size[0]), int(size[1])
     short = min(h, w)
     canvas, kind = backgrounds.sample_float(rng, (h, w))
     canvas = np.ascontiguousarray(canvas, dtype=np.float32)
+    if white_background:
+        canvas[:], kind = 255.0, "white"
     instances = np.zeros((h, w), np.int32)
     counts = [0]  # visible pixels per instance id (index 0 unused)
     labels: list[int] = []
