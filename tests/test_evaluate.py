@@ -28,5 +28,8 @@ def test_segmenter_and_pipeline_evaluation_on_scenes_from_given_folders(tmp_path
     main(["pipeline", "--scenes", "3", "--json", str(tmp_path / "pipe.json"), *folders])
     pipe = json.loads((tmp_path / "pipe.json").read_text())
     assert pipe["scenes"] == 3
-    for key in ("fruit_found", "segment_then_classify_top1", "cutout_true_mask_top1", "classify_whole_scene_top1"):
+    for key in (
+        "fruit_found", "segment_then_classify_top1", "cutout_true_mask_top1", "classify_whole_scene_top1",
+        "same_scene_on_white_top1",
+    ):
         assert 0 <= pipe[key] <= 1
