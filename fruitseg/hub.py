@@ -108,3 +108,12 @@ def select_device() -> torch.device:
             raise ValueError(f"FRUITSEG_DEVICE={requested} but CUDA is not available")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def has_fast_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 natively: CUDA with bf16, or a CPU with AVX-512-BF16
+    or AMX. Elsewhere (an AVX2-only CPU, say) bfloat16 is emulated and several times
+    slower than float32, so inference and training stay in float32 there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

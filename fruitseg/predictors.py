@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from fruitseg.hub import WeightsSource, load_weights, select_device
+from fruitseg.hub import WeightsSource, has_fast_bfloat16, load_weights, select_device
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
 from fruitseg.refine import refine_probability
 
@@ -38,11 +38,9 @@ def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationMode
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """bfloat16 where it is fast (CUDA, CPUs with native bf16 support), else None (float32)."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if has_fast_bfloat16(device):
         return torch.bfloat16
-    return None
+    return torch.float16 if device.type == "cuda" else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -46,3 +46,16 @@ def test_segmenter_training_runs_on_scenes(tmp_path, tiny_fruits360):
     assert model.image_size == 96 and model.class_names == ["background", "fruit"]
     metrics = json.loads((out / "metrics.json").read_text())[0]
     assert 0 <= metrics["val_iou"] <= 1 and metrics["train_loss"] > 0
+
+
+def test_auto_precision_is_bfloat16_only_where_the_device_runs_it_natively():
+    from fruitseg.hub import has_fast_bfloat16
+    from fruitseg.train.common import autocast_context
+
+    cpu = torch.device("cpu")
+    with autocast_context(cpu, "auto")():
+        assert torch.is_autocast_enabled("cpu") == has_fast_bfloat16(cpu)
+    with autocast_context(cpu, "bf16")():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with autocast_context(cpu, "none")():
+        assert not torch.is_autocast_enabled("cpu")

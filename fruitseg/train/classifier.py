@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of training images made to look like the pipeline's cut-outs of scene fruit")
     parser.add_argument("--average-decay", type=float, default=0.998,
                         help="decay of the weight average that is evaluated and exported (0: export the raw weights)")
-    parser.add_argument("--amp", choices=["bf16", "none"], default="bf16", help="autocast dtype")
+    parser.add_argument("--amp", choices=["auto", "bf16", "none"], default="auto",
+                        help="autocast dtype (auto: bf16 where the device runs it natively, else float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-scenes", type=int, default=96)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--amp", choices=["bf16", "none"], default="bf16")
+    parser.add_argument("--amp", choices=["auto", "bf16", "none"], default="auto",
+                        help="autocast dtype (auto: bf16 where the device runs it natively, else float32)")
     parser.add_argument("--workers", type=int, default=1, help="scene-generating DataLoader workers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
