@@ -5,8 +5,11 @@ by the model's config (size, mean, std), the model on its device, and postproces
 to plain Python/numpy values. The UI calls these and never touches tensors.
 
 The classifier's inference path is tuned for CPU and GPU alike: BatchNorm folded into
-the convolutions, channels-last memory, ``torch.inference_mode`` and bfloat16 autocast
-where the hardware supports it (see ``python -m fruitseg.bench classifier``).
+the convolutions and ``torch.inference_mode`` always; then bfloat16 autocast with
+channels-last memory where the hardware runs bfloat16 natively (GPUs, CPUs with
+AVX-512-BF16 or AMX), and on other CPUs float32 with oneDNN's pre-packed weights in
+micro-batches (:mod:`fruitseg.models.prepacked`). ``Classifier.inference_path`` says
+which; ``python -m fruitseg.bench classifier`` measures it against the plain model.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.hub import WeightsSource, has_fast_bfloat16, load_weights, select_device
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
+from fruitseg.models.prepacked import MICRO_BATCH, PrepackedClassifier
 from fruitseg.refine import refine_probability
 
 
@@ -73,8 +77,15 @@ class Classifier:
         self.source = source
         self.model = model.eval()
         self.class_names = list(model.class_names)
-        self.fast_model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.amp_dtype = autocast_dtype(self.device)
+        folded = fold_batchnorm(model)
+        if self.device.type == "cpu" and self.amp_dtype is None and PrepackedClassifier.is_available():
+            self.fast_model = PrepackedClassifier(folded)
+            self.inference_path = f"BN folded, oneDNN pre-packed float32, micro-batches of {MICRO_BATCH}, inference_mode"
+        else:
+            self.fast_model = folded.to(self.device, memory_format=torch.channels_last)
+            precision = f"autocast {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "float32"
+            self.inference_path = f"BN folded, channels-last, inference_mode, {precision}"
 
     @classmethod
     def load(cls, device: torch.device | str | None = None) -> "Classifier":

@@ -103,6 +103,7 @@ def bench_classifier(
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "autocast": str(classifier.amp_dtype).replace("torch.", "") if classifier.amp_dtype else "off (float32)",
+        "inference_path": classifier.inference_path,
         "weights": classifier.source.describe() if classifier.source else "given model",
         "timed": "decoded PIL images -> numpy logits (preprocessing included, file decoding excluded)",
         **speed,

@@ -47,7 +47,7 @@ def markdown_classifier(r: dict[str, Any]) -> str:
     b1, b64, acc = r["batch1"], r["batch64"], r["accuracy"]
     rows = [
         [
-            "Shipped (`Classifier.logits`: BN folded, channels-last, inference_mode, autocast " + r["autocast"] + ")",
+            "Shipped (`Classifier.logits`: " + r["inference_path"] + ")",
             _fmt(b1["shipped"]["p50_ms"], 2), _fmt(b1["shipped"]["p95_ms"], 2), _fmt(b1["shipped"]["per_s"], 0), _fmt(b64["shipped"]["per_s"], 0),
         ],
         [
