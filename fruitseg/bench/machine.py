@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from fruitseg.hub import has_fast_bfloat16
+
 
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
@@ -34,7 +36,8 @@ def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu_bf16": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": has_fast_bfloat16(torch.device("cpu")),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     with contextlib.suppress(Exception):

@@ -36,7 +36,10 @@ def markdown_machine(m: dict[str, Any]) -> str:
     device = m["device"] + (f" ({m['gpu']})" if m.get("gpu") else "")
     load = m.get("load_average_at_start")
     return (
-        f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m.get('memory_gib') or '?'} GiB RAM; "
+        f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m.get('memory_gib') or '?'} GiB RAM"
+        + (f", {m['cpu_capability']}" if m.get("cpu_capability") else "")
+        + (" with native bfloat16" if m.get("cpu_bf16") else " without native bfloat16" if "cpu_bf16" in m else "")
+        + "; "
         f"torch {m['torch']}, {_threads(m['torch_threads'])}, device {device}"
         + (f"; load average at start {load[0]:.2f}" if load else "")
         + "."
