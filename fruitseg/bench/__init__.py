@@ -1,8 +1,9 @@
 """Benchmarks: ``python -m fruitseg.bench [classifier|segmenter|app|load|all] [--json FILE] [--markdown FILE] [--quick]``.
 
 classifier  images/s at batch 1 and 64, p50/p95 latency at batch 1, of the shipped path
-            (``Classifier.logits``: BatchNorm folded, channels-last, inference_mode, bf16
-            autocast where supported) against the same weights run the plain way (eager
+            (``Classifier.logits``: BatchNorm folded, inference_mode, then bf16 autocast
+            where native, else oneDNN pre-packed float32; ``Classifier.inference_path``
+            says which) against the same weights run the plain way (eager
             model, NCHW float32, default grad mode), and the top-1 of both on held-out
             frames (or agreement only on the bundled fixtures).
 segmenter   latency of ``Segmenter.predict`` at several sizes, and IoU against the exact
