@@ -40,3 +40,16 @@ def test_large_and_tiny_maps():
     assert out.shape == mask.shape and ((out >= 0.5) == mask).mean() > 0.99
     tiny = refine_probability(np.zeros((3, 5, 3), np.uint8), np.ones((3, 5), np.float32))
     assert tiny.shape == (3, 5)
+
+
+def test_the_fast_filter_stays_close_to_the_exact_one():
+    rgb, mask = disc_photo(256)
+    coarse = cv2.GaussianBlur(np.roll(mask, 3, axis=1).astype(np.float32), (0, 0), 4)
+    guide = rgb.astype(np.float32) / 255
+    exact = guided_filter(guide, coarse, radius=8)
+    fast = guided_filter(guide, coarse, radius=8, subsample=4)
+    assert fast.shape == exact.shape and fast.dtype == np.float32
+    assert np.abs(fast - exact).mean() < 0.02
+    assert ((fast >= 0.5) == (exact >= 0.5)).mean() > 0.99
+    flat = guided_filter(guide, np.full(mask.shape, 0.3, np.float32), radius=8, subsample=4)
+    assert np.allclose(flat, 0.3, atol=1e-3)
