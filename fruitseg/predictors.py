@@ -41,7 +41,7 @@ def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationMode
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bfloat16 where it is fast (CUDA, CPUs with native bf16 support), else None (float32)."""
+    """bfloat16 where the device runs it natively, float16 on a GPU without it, else None (float32)."""
     if has_fast_bfloat16(device):
         return torch.bfloat16
     return torch.float16 if device.type == "cuda" else None

@@ -43,8 +43,8 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
         )
         a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
         bias = cv2.resize(bias, (w, h), interpolation=cv2.INTER_LINEAR)
-        return (a * guide).sum(-1) + bias
-    a, bias = _coefficients(guide, source, radius, eps)
+    else:
+        a, bias = _coefficients(guide, source, radius, eps)
     return (a * guide).sum(-1) + bias
 
 

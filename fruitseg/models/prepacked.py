@@ -8,7 +8,7 @@ On a CPU without native bfloat16 (AVX2 only, say) the classifier's time goes to 
   activations stay in oneDNN's layout from the first convolution to the flatten, so no
   per-call weight reorder and no layout conversion between the layers.
 * A batch runs in micro-batches of 16: the activations of 16 images (the first block's are
-  1.3 MB per image) stay in cache, those of 64 do not.
+  1.3 MB per image) stay far closer to the cores' caches than those of 64.
 
 ``python -m fruitseg.bench classifier`` measures it against the plain model.
 """
@@ -39,8 +39,9 @@ class PrepackedConv2d(nn.Module):
 
 
 class PrepackedClassifier(nn.Module):
-    """The eval-mode ``model`` (BatchNorm best folded into the convolutions first) as a
-    float32 CPU forward: (B, 3, 100, 100) dense float32 -> (B, num_classes) logits."""
+    """The eval-mode ``model``, its BatchNorm already folded into the convolutions
+    (``fruitseg.predictors.fold_batchnorm``), as a float32 CPU forward:
+    (B, 3, 100, 100) dense float32 -> (B, num_classes) logits."""
 
     def __init__(self, model: FruitsClassificationModel, micro_batch: int = MICRO_BATCH):
         super().__init__()
