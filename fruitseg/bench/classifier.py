@@ -16,9 +16,11 @@ from fruitseg.predictors import Classifier, square_on_white, to_tensor
 
 def plain_forward(model: torch.nn.Module, images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
     """The same weights the plain way: eager, NCHW float32, default grad mode (an autograd
-    graph is built, as in a naive ``model(x)``), no autocast. Same preprocessing as shipped."""
-    x = to_tensor([square_on_white(image, model.image_size) for image in images], model.mean, model.std).to(device)
-    return model(x)
+    graph is built, as in a naive ``model(x)``), no autocast. Same preprocessing as shipped,
+    then made NCHW-contiguous: ``to_tensor`` leaves the pixels in channels-last memory,
+    which convolutions take as a hint to run in channels-last themselves."""
+    x = to_tensor([square_on_white(image, model.image_size) for image in images], model.mean, model.std)
+    return model(x.to(device).contiguous())
 
 
 def plain_logits(model: torch.nn.Module, images: Sequence[Image.Image], device: torch.device) -> np.ndarray:
