@@ -7,8 +7,8 @@ to plain Python/numpy values. The UI calls these and never touches tensors.
 The classifier's inference path is tuned for CPU and GPU alike: BatchNorm folded into
 the convolutions and ``torch.inference_mode`` always; then bfloat16 autocast with
 channels-last memory where the hardware runs bfloat16 natively (GPUs, CPUs with
-AVX-512-BF16 or AMX), and on other CPUs float32 with oneDNN's pre-packed weights in
-micro-batches (:mod:`fruitseg.models.prepacked`). ``Classifier.inference_path`` says
+AVX-512-BF16 or AMX), and on other CPUs float32 with Winograd F(4x4, 5x5) convolutions
+in micro-batches (:mod:`fruitseg.models.winograd`). ``Classifier.inference_path`` says
 which; ``python -m fruitseg.bench classifier`` measures it against the plain model.
 """
 
@@ -27,7 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.hub import WeightsSource, has_fast_bfloat16, load_weights, select_device
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
-from fruitseg.models.prepacked import MICRO_BATCH, PrepackedClassifier
+from fruitseg.models.winograd import MICRO_BATCH, WinogradClassifier
 from fruitseg.refine import refine_probability
 
 
@@ -52,7 +52,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def to_tensor(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Equal-sized RGB PIL images -> normalised (B, 3, H, W) float32."""
+    """Equal-sized RGB PIL images -> normalised (B, 3, H, W) float32, in channels-last
+    memory (the pixels' own HWC order: no copy into NCHW)."""
     array = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in images])
     x = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -79,9 +80,9 @@ class Classifier:
         self.class_names = list(model.class_names)
         self.amp_dtype = autocast_dtype(self.device)
         folded = fold_batchnorm(model)
-        if self.device.type == "cpu" and self.amp_dtype is None and PrepackedClassifier.is_available():
-            self.fast_model = PrepackedClassifier(folded)
-            self.inference_path = f"BN folded, oneDNN pre-packed float32, micro-batches of {MICRO_BATCH}, inference_mode"
+        if self.device.type == "cpu" and self.amp_dtype is None:
+            self.fast_model = WinogradClassifier(folded)
+            self.inference_path = f"BN folded, float32 Winograd F(4x4, 5x5) for blocks 2-3, micro-batches of {MICRO_BATCH}, inference_mode"
         else:
             self.fast_model = folded.to(self.device, memory_format=torch.channels_last)
             precision = f"autocast {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "float32"

@@ -2,7 +2,7 @@
 
 classifier  images/s at batch 1 and 64, p50/p95 latency at batch 1, of the shipped path
             (``Classifier.logits``: BatchNorm folded, inference_mode, then bf16 autocast
-            where native, else oneDNN pre-packed float32; ``Classifier.inference_path``
+            where native, else float32 with Winograd convolutions; ``Classifier.inference_path``
             says which) against the same weights run the plain way (eager
             model, NCHW float32, default grad mode), and the top-1 of both on held-out
             frames (or agreement only on the bundled fixtures).
