@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--steps-per-epoch", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=12, help="per process")
+    parser.add_argument("--max-fruits", type=int, default=8, help="most fruits in a training scene (validation scenes keep 8)")
     parser.add_argument("--val-scenes", type=int, default=96)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> None:
     val_fruits = FruitBank.from_items(val_items, cache=work_dir / "fruits_val.npz")
     size = (args.size, args.size)
     train_set = SceneDataset(
-        train_fruits, BackgroundBank(train_bg), args.steps_per_epoch * args.batch_size * dist.world_size, size, seed=args.seed
+        train_fruits, BackgroundBank(train_bg), args.steps_per_epoch * args.batch_size * dist.world_size, size,
+        seed=args.seed, max_fruits=args.max_fruits,
     )
     val_set = SceneDataset(val_fruits, BackgroundBank(val_bg), args.val_scenes, size, seed=VALIDATION_SEED)
     val_shard = torch.utils.data.Subset(val_set, range(dist.rank, len(val_set), dist.world_size))
