@@ -2,7 +2,7 @@
 
 classifier  top-1, top-5, per-class accuracy and the most confused pairs on any folder
             laid out as ``<Class>/*.jpg`` (all 131 classes or only some), through the
-            exact inference path the app uses.
+            exact inference path the app uses (``--float32``: no int8 on the CPU).
 segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built from
             held-out fruit frames and held-out backgrounds (or folders you name).
 pipeline    segment-then-classify on single-fruit scenes against the same scenes with the
@@ -178,19 +178,21 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--fruits", default=None, help="fruit folder (default: held-out Fruits-360 frames)")
         p.add_argument("--backgrounds", default=None, help="background folder (default: held-out photos)")
         p.add_argument("--no-refine", action="store_true", help="skip the guided-filter edge refinement")
+    for p in (cls, pipe):
+        p.add_argument("--float32", action="store_true", help="classify in float32 where the app would use int8 (CPUs without native bfloat16)")
     for p in (cls, seg, pipe):
         p.add_argument("--json", default=None, help="also write the results here")
         p.add_argument("--device", default=None)
     args = parser.parse_args(argv)
 
     if args.task == "classifier":
-        classifier = Classifier.load(args.device)
+        classifier = Classifier.load(args.device, int8=not args.float32)
         items = list_images(args.data, tuple(classifier.class_names))
         if args.split == "val":
             items = split_by_frame_blocks(items)[1]
         if args.limit:
             items = items[:: max(1, len(items) // args.limit)][: args.limit]
-        results = evaluate_classifier(classifier, items)
+        results = {"inference_path": classifier.inference_path, **evaluate_classifier(classifier, items)}
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
         results = evaluate_segmenter(Segmenter.load(args.device, refine_edges=not args.no_refine), scenes)
@@ -198,11 +200,12 @@ def main(argv: list[str] | None = None) -> None:
         from fruitseg.pipeline import FruitPipeline
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
-        pipeline = FruitPipeline(Classifier.load(args.device), segmenter)
+        classifier = Classifier.load(args.device, int8=not args.float32)
+        pipeline = FruitPipeline(classifier, segmenter)
         banks = validation_banks(args.fruits, args.backgrounds)
         scenes = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1)
         twins = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1, white_background=True)
-        results = evaluate_pipeline(pipeline, scenes, twins)
+        results = {"classifier_inference_path": classifier.inference_path, **evaluate_pipeline(pipeline, scenes, twins)}
     summary = {k: v for k, v in results.items() if k != "per_class_top1"}
     print(json.dumps(summary, indent=1))
     if args.json:

@@ -7,14 +7,17 @@ to plain Python/numpy values. The UI calls these and never touches tensors.
 The classifier's inference path is tuned for CPU and GPU alike: BatchNorm folded into
 the convolutions and ``torch.inference_mode`` always; then bfloat16 autocast with
 channels-last memory where the hardware runs bfloat16 natively (GPUs, CPUs with
-AVX-512-BF16 or AMX), and on other CPUs float32 with Winograd F(4x4, 5x5) convolutions
-in micro-batches (:mod:`fruitseg.models.winograd`). ``Classifier.inference_path`` says
-which; ``python -m fruitseg.bench classifier`` measures it against the plain model.
+AVX-512-BF16 or AMX); on other x86 CPUs int8 convolutions with the activation ranges
+calibrated into the model's config (:mod:`fruitseg.models.quantized`); and failing that
+(no calibration, no FBGEMM engine: an ARM CPU, say) float32 with Winograd F(4x4, 5x5)
+convolutions (:mod:`fruitseg.models.winograd`). ``Classifier.inference_path`` says which;
+``python -m fruitseg.bench classifier`` measures it against the plain model.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from contextlib import nullcontext
 from typing import Sequence
 
@@ -27,8 +30,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.hub import WeightsSource, has_fast_bfloat16, load_weights, select_device
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
+from fruitseg.models.quantized import Int8Classifier, int8_available
 from fruitseg.models.winograd import MICRO_BATCH, WinogradClassifier
 from fruitseg.refine import refine_probability
+
+log = logging.getLogger("fruitseg")
 
 
 def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
@@ -70,10 +76,32 @@ def square_on_white(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.BILINEAR) if side != size else image
 
 
-class Classifier:
-    """Top-k fruit classes for images of a single fruit on white (Fruits-360 style)."""
+def cpu_inference_path(folded: FruitsClassificationModel, int8: bool = True) -> tuple[nn.Module, str]:
+    """(model, description) for a CPU without native bfloat16: int8 where allowed, the model
+    carries an int8 calibration and PyTorch has an FBGEMM engine, else float32 Winograd."""
+    calibration = getattr(folded, "int8_calibration", None)
+    if int8 and calibration and int8_available():
+        try:
+            return Int8Classifier(folded, calibration), "BN folded, int8 convolutions (FBGEMM, calibrated activations), float32 Linear, inference_mode"
+        except (RuntimeError, ValueError) as error:  # a PyTorch without quantized tensors, a bad calibration
+            log.warning("int8 inference unavailable (%s); using float32", error)
+    path = f"BN folded, float32 Winograd F(4x4, 5x5) for blocks 2-3, micro-batches of {MICRO_BATCH}, inference_mode"
+    return WinogradClassifier(folded), path
 
-    def __init__(self, model: FruitsClassificationModel, device: torch.device | str = "cpu", source: WeightsSource | None = None):
+
+class Classifier:
+    """Top-k fruit classes for images of a single fruit on white (Fruits-360 style).
+
+    ``int8=False`` keeps a CPU without native bfloat16 in float32 (exact logits, slower).
+    """
+
+    def __init__(
+        self,
+        model: FruitsClassificationModel,
+        device: torch.device | str = "cpu",
+        source: WeightsSource | None = None,
+        int8: bool = True,
+    ):
         self.device = torch.device(device)
         self.source = source
         self.model = model.eval()
@@ -81,18 +109,17 @@ class Classifier:
         self.amp_dtype = autocast_dtype(self.device)
         folded = fold_batchnorm(model)
         if self.device.type == "cpu" and self.amp_dtype is None:
-            self.fast_model = WinogradClassifier(folded)
-            self.inference_path = f"BN folded, float32 Winograd F(4x4, 5x5) for blocks 2-3, micro-batches of {MICRO_BATCH}, inference_mode"
+            self.fast_model, self.inference_path = cpu_inference_path(folded, int8)
         else:
             self.fast_model = folded.to(self.device, memory_format=torch.channels_last)
             precision = f"autocast {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "float32"
             self.inference_path = f"BN folded, channels-last, inference_mode, {precision}"
 
     @classmethod
-    def load(cls, device: torch.device | str | None = None) -> "Classifier":
+    def load(cls, device: torch.device | str | None = None, int8: bool = True) -> "Classifier":
         device = torch.device(device) if device is not None else select_device()
         model, source = load_weights(FruitsClassificationModel, "classifier", device)
-        return cls(model, device, source)
+        return cls(model, device, source, int8)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         size = self.model.image_size

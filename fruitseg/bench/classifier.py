@@ -40,9 +40,17 @@ def bench_classifier(
     device: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Shipped ``Classifier.logits`` vs the plain eager float32 model, same weights, same run."""
+    """Shipped ``Classifier.logits`` vs the plain eager float32 model, same weights, same run.
+
+    When the shipped path is int8, the float32 path the classifier falls back to without a
+    calibration (``Classifier(int8=False)``) is timed in the same rounds as a third row.
+    """
     classifier = classifier or load_classifier(device)
     model, dev = classifier.model, classifier.device
+    float32 = Classifier(model, dev, int8=False)
+    contenders = {"shipped": classifier.logits, "plain": lambda images: plain_logits(model, images, dev)}
+    if float32.inference_path != classifier.inference_path:
+        contenders["float32"] = float32.logits
     if not torch.is_grad_enabled():
         raise RuntimeError("bench_classifier must run with grad mode on: that is the plain baseline")
 
@@ -90,22 +98,23 @@ def bench_classifier(
     plans = {1: (4, 5, 3) if quick else (10, 30, 10), 64: (2, 1, 1) if quick else (6, 5, 2)}
     for batch_size, (rounds, per_round, warmup) in plans.items():
         images = one if batch_size == 1 else pool
-        log(f"classifier: timing batch {batch_size} ({rounds} rounds x {per_round} calls per path)")
+        log(f"classifier: timing batch {batch_size} ({rounds} rounds x {per_round} calls per path, {len(contenders)} paths)")
         samples = interleaved(
-            {"shipped": lambda: classifier.logits(images), "plain": lambda: plain_logits(model, images, dev)},
-            rounds, per_round, warmup,
+            {name: (lambda fn=fn, images=images: fn(images)) for name, fn in contenders.items()}, rounds, per_round, warmup
         )
-        shipped, plain = summarize(samples["shipped"], batch_size), summarize(samples["plain"], batch_size)
+        summaries = {name: summarize(times, batch_size) for name, times in samples.items()}
+        plain = summaries["plain"]
         speed[f"batch{batch_size}"] = {
-            "shipped": shipped,
-            "plain": plain,
-            "speedup": ratio(plain["p50_ms"], shipped["p50_ms"]),
+            **summaries,
+            "speedup": ratio(plain["p50_ms"], summaries["shipped"]["p50_ms"]),
+            **({"float32_speedup": ratio(plain["p50_ms"], summaries["float32"]["p50_ms"])} if "float32" in summaries else {}),
         }
     return {
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "autocast": str(classifier.amp_dtype).replace("torch.", "") if classifier.amp_dtype else "off (float32)",
         "inference_path": classifier.inference_path,
+        **({"float32_path": float32.inference_path} if "float32" in contenders else {}),
         "weights": classifier.source.describe() if classifier.source else "given model",
         "timed": "decoded PIL images -> numpy logits (preprocessing included, file decoding excluded)",
         **speed,

@@ -48,24 +48,26 @@ def markdown_machine(m: dict[str, Any]) -> str:
 
 def markdown_classifier(r: dict[str, Any]) -> str:
     b1, b64, acc = r["batch1"], r["batch64"], r["accuracy"]
-    rows = [
-        [
-            "Shipped (`Classifier.logits`: " + r["inference_path"] + ")",
-            _fmt(b1["shipped"]["p50_ms"], 2), _fmt(b1["shipped"]["p95_ms"], 2), _fmt(b1["shipped"]["per_s"], 0), _fmt(b64["shipped"]["per_s"], 0),
-        ],
-        [
-            "Plain (eager, NCHW float32, grad mode)",
-            _fmt(b1["plain"]["p50_ms"], 2), _fmt(b1["plain"]["p95_ms"], 2), _fmt(b1["plain"]["per_s"], 0), _fmt(b64["plain"]["per_s"], 0),
-        ],
-        ["**Speed-up (plain / shipped)**", f"**{_x(b1['speedup'])}**", "", f"**{_x(b1['speedup'])}**", f"**{_x(b64['speedup'])}**"],
-    ]
+
+    def row(label: str, key: str) -> list[str]:
+        return [label, _fmt(b1[key]["p50_ms"], 2), _fmt(b1[key]["p95_ms"], 2), _fmt(b1[key]["per_s"], 0), _fmt(b64[key]["per_s"], 0)]
+
+    def speedup(label: str, key: str) -> list[str]:
+        return [f"**{label}**", f"**{_x(b1[key])}**", "", f"**{_x(b1[key])}**", f"**{_x(b64[key])}**"]
+
+    rows = [row("Shipped (`Classifier.logits`: " + r["inference_path"] + ")", "shipped")]
+    if "float32" in b64:
+        rows.append(row("Float32 fallback (`Classifier(int8=False)`: " + r["float32_path"] + ")", "float32"))
+    rows += [row("Plain (eager, NCHW float32, grad mode)", "plain"), speedup("Speed-up (plain / shipped)", "speedup")]
+    if "float32" in b64:
+        rows.append(speedup("Speed-up (plain / float32 fallback)", "float32_speedup"))
     out = [
         "### Classifier",
         "",
         _table(["Path", "batch 1 p50 (ms)", "batch 1 p95 (ms)", "batch 1 images/s", "batch 64 images/s"], rows),
         "",
         f"Timed: {r['timed']}; {_threads(r['threads'])} on {r['device']}; images/s from the median call; "
-        "calls of both paths interleaved in alternating rounds.",
+        "calls of all paths interleaved in alternating rounds.",
     ]
     if "shipped_top1" in acc:
         out.append(

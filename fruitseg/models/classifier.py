@@ -39,6 +39,8 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
     ``class_names`` names the outputs, ``image_size``/``mean``/``std`` describe the
     preprocessing the weights were trained with. ``drop_rate`` is dropout on the flattened
     features while training (it has no weights and does nothing in eval mode).
+    ``int8_calibration`` holds the activation ranges measured for int8 inference
+    (:mod:`fruitseg.models.quantized`); it too has no weights and does nothing here.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
         mean: Sequence[float] = FRUITS360_MEAN,
         std: Sequence[float] = FRUITS360_STD,
         drop_rate: float = 0.0,
+        int8_calibration: dict | None = None,
     ) -> None:
         super().__init__()
         if image_size != INPUT_SIZE:
@@ -56,6 +59,7 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
         if class_names is None:
             class_names = FRUITS360_CLASSES if num_classes == len(FRUITS360_CLASSES) else [f"class {i}" for i in range(num_classes)]
         self.set_metadata(num_classes, class_names, image_size, mean, std)
+        self.int8_calibration = int8_calibration
 
         self.layer1 = conv_block(3, 32)
         self.layer2 = conv_block(32, 64)

@@ -1,11 +1,15 @@
-"""``python -m fruitseg.train {classifier,segmenter} --help``"""
+"""``python -m fruitseg.train {classifier,segmenter,calibrate} --help``"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-TASKS = {"classifier": "fruitseg.train.classifier", "segmenter": "fruitseg.train.segmenter"}
+TASKS = {
+    "classifier": "fruitseg.train.classifier",
+    "segmenter": "fruitseg.train.segmenter",
+    "calibrate": "fruitseg.train.calibrate",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,16 +13,22 @@ Two kinds of training image come out of :func:`augment`:
   hue turn of a few degrees; a camera white balance and gamma), the resolution of a fruit
   that was small in the photo, sensor noise, and a mask that is a little too large (a rim
   of background around the fruit) or too small (the fruit's edge lost to white).
+
+The conversions around it (uint8 frames to float batches, fruit masks, normalisation)
+are here too, for the training loop and the int8 calibration alike.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from fruitseg.data.colour import RGB_TO_YIQ, YIQ_TO_RGB
+from fruitseg.data.masks import fruit_mask
 
 # RGB <-> YIQ, the scenes' own: hue turns and saturation act on (I, Q).
 _TO_YIQ = torch.from_numpy(RGB_TO_YIQ).float()
@@ -164,3 +170,17 @@ def augment(
     if pick.any():
         out[pick] = cut_out(x[pick], mask[pick], generator)
     return out.clamp_(0, 1).contiguous(memory_format=torch.channels_last)
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], channels_last."""
+    return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+def fruit_masks(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 frames -> (N, H, W) uint8 fruit masks (the dataset's own flood fill)."""
+    return torch.from_numpy(np.stack([fruit_mask(image) for image in tqdm(images, desc="fruit masks", leave=False)]).astype(np.uint8))
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x - mean) / std

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fruitseg.data.fruits360 import list_images, load_rgb_array, split_by_frame_blocks
-from fruitseg.data.masks import fruit_mask
 from fruitseg.labels import FRUITS360_CLASSES
 from fruitseg.models.classifier import FruitsClassificationModel
 from fruitseg.train import common
-from fruitseg.train.augment import augment
+from fruitseg.train.augment import augment, fruit_masks, normalise, to_float
+from fruitseg.train.calibrate import CALIBRATION_IMAGES, calibrate_classifier, write_calibration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,20 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", default=None,
                         help="start from a saved classifier (folder) with a fresh schedule; keeps its mean/std")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke tests)")
-
-
-def to_float(batch: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], channels_last."""
-    return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
-
-
-def fruit_masks(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 frames -> (N, H, W) uint8 fruit masks (the dataset's own flood fill)."""
-    return torch.from_numpy(np.stack([fruit_mask(image) for image in tqdm(images, desc="fruit masks", leave=False)]).astype(np.uint8))
-
-
-def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (x - mean) / std
+    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
+                        help="training frames the int8 calibration runs on after the last epoch")
 
 
 @torch.inference_mode()
@@ -114,7 +102,8 @@ def run(args: argparse.Namespace) -> None:
         train_x, val_x, train_masks = train_x.to(device), val_x.to(device), train_masks.to(device)
 
     if args.init_from:
-        model = FruitsClassificationModel.from_pretrained(args.init_from, drop_rate=args.drop_rate)
+        # A new schedule changes the activations: the old int8 calibration must not travel on.
+        model = FruitsClassificationModel.from_pretrained(args.init_from, drop_rate=args.drop_rate, int8_calibration=None)
     else:
         model = FruitsClassificationModel(
             num_classes=len(FRUITS360_CLASSES),
@@ -187,5 +176,10 @@ def run(args: argparse.Namespace) -> None:
             shipped = average.module if average is not None else model
             curves = ["train_top1", "val_top1"] + (["average_val_top1"] if average is not None else [])
             common.export_model(shipped, Path(args.out), history, {"loss": ["train_loss"], "top-1": curves})
+    if dist.is_main and start_epoch < args.epochs:  # int8 ranges of the exported weights, on training frames
+        exported = FruitsClassificationModel.from_pretrained(args.out)
+        sample = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed))[: args.calibration_images]
+        calibration = calibrate_classifier(exported, train_x[sample.to(train_x.device)], train_masks[sample.to(train_x.device)], args.cutout_fraction, args.seed)
+        write_calibration(args.out, calibration)
     if dist.enabled:
         torch.distributed.destroy_process_group()
