@@ -25,6 +25,9 @@ def test_classifier_training_writes_a_loadable_model_and_resumes(tmp_path, tiny_
     model = FruitsClassificationModel.from_pretrained(out)
     assert model.fc.weight.dtype == torch.float32  # stored as float16, loaded into float32
     assert len(model.mean) == 3 and model.class_names[0] == "Apple Braeburn"
+    calibration = model.int8_calibration  # the last step measured the int8 ranges of what was exported
+    assert calibration["images"] > 0
+    assert all(calibration[name][0] > 0 for name in ("input", "layer1", "layer2", "layer3"))
 
     # a fresh schedule from the saved model keeps its preprocessing and starts where it left off
     tuned = tmp_path / "tuned"
@@ -32,6 +35,7 @@ def test_classifier_training_writes_a_loadable_model_and_resumes(tmp_path, tiny_
           "--batch-size", "16", "--epochs", "1", "--lr", "1e-9", "--init-from", str(out)])
     again = FruitsClassificationModel.from_pretrained(tuned)
     assert again.mean == model.mean
+    assert again.int8_calibration is not None  # measured anew for the tuned weights
     assert torch.allclose(again.fc.weight, model.fc.weight, atol=1e-2)
 
 
