@@ -82,3 +82,12 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def folded_convolutions(model: FruitsClassificationModel) -> list[nn.Conv2d]:
+    """The three convolutions of ``model`` after its BatchNorm layers were folded into them
+    (``fruitseg.predictors.fold_batchnorm``): what the fast inference paths are built from."""
+    blocks = (model.layer1, model.layer2, model.layer3)
+    if any(isinstance(layer, nn.BatchNorm2d) for block in blocks for layer in block):
+        raise ValueError("fold the BatchNorm layers into the convolutions first")
+    return [block[0] for block in blocks]

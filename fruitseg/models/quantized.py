@@ -15,7 +15,7 @@ instruction and move a quarter of the bytes. Static post-training quantization:
 * the Linear layer stays float32 on the dequantized features, so logits and
   probabilities are not rounded to 8 bits.
 
-``python -m fruitseg.calibrate`` writes the calibration; ``python -m fruitseg.bench
+``python -m fruitseg.train calibrate`` writes the calibration; ``python -m fruitseg.bench
 classifier`` measures the path against the plain model (speed and top-1).
 """
 
@@ -30,7 +30,7 @@ from torch import nn
 from torch.ao.nn.intrinsic.quantized import ConvReLU2d
 from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
 
-from fruitseg.models.classifier import FruitsClassificationModel
+from fruitseg.models.classifier import FruitsClassificationModel, folded_convolutions
 
 # PyTorch 2.10+ announces the quantized dtypes' move to torchao on first use; they are
 # what its FBGEMM int8 kernels take, and a build without them falls back to float32.
@@ -49,29 +49,16 @@ def activation_observer() -> HistogramObserver:
     return HistogramObserver(dtype=torch.quint8, quant_min=0, quant_max=127)
 
 
-def blocks(model: FruitsClassificationModel) -> list[nn.Sequential]:
-    return [model.layer1, model.layer2, model.layer3]
-
-
-def conv_relu(block: nn.Sequential) -> tuple[nn.Conv2d, nn.Module]:
-    """The (folded) convolution of a block, after checking there is no BatchNorm left in it."""
-    if any(isinstance(layer, nn.BatchNorm2d) for layer in block):
-        raise ValueError("fold the BatchNorm layers into the convolutions first")
-    return block[0], block[-1]
-
-
 @torch.no_grad()
 def calibrate(folded: FruitsClassificationModel, batches: Iterable[torch.Tensor]) -> dict[str, list[float]]:
     """Activation ranges of the BN-folded eval ``folded`` model over ``batches`` of normalised
     (B, 3, 100, 100) images: ``{name: [scale, zero_point]}`` for :data:`ACTIVATIONS`."""
     observers = {name: activation_observer() for name in ACTIVATIONS}
+    convs = folded_convolutions(folded)
     for x in batches:
-        h = x.float()
-        observers["input"](h)
-        for name, block in zip(ACTIVATIONS[1:], blocks(folded)):
-            conv, pool = conv_relu(block)
-            h = observers[name](conv(h).relu_())
-            h = pool(h)
+        h = observers["input"](x.float())
+        for name, conv in zip(ACTIVATIONS[1:], convs):
+            h = F.max_pool2d(observers[name](conv(h).relu_()), 2)
     result = {}
     for name, observer in observers.items():
         scale, zero_point = observer.calculate_qparams()
@@ -106,9 +93,8 @@ class Int8Classifier(nn.Module):
         if missing:
             raise ValueError(f"int8_calibration lacks {missing}")
         self.input_scale, self.input_zero_point = float(calibration["input"][0]), int(calibration["input"][1])
-        self.convs = nn.ModuleList(
-            quantize_conv(conv_relu(block)[0], *calibration[name]) for name, block in zip(ACTIVATIONS[1:], blocks(folded))
-        )
+        convs = folded_convolutions(folded)
+        self.convs = nn.ModuleList(quantize_conv(conv, *calibration[name]) for name, conv in zip(ACTIVATIONS[1:], convs))
         self.fc = folded.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

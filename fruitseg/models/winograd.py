@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fruitseg.models.classifier import FruitsClassificationModel
+from fruitseg.models.classifier import FruitsClassificationModel, folded_convolutions
 
 MICRO_BATCH = 4
 OUTPUT_TILE = 4  # m in F(m x m, r x r)
@@ -125,11 +125,7 @@ class WinogradClassifier(nn.Module):
 
     def __init__(self, model: FruitsClassificationModel, micro_batch: int = MICRO_BATCH):
         super().__init__()
-        convs = []
-        for block in (model.layer1, model.layer2, model.layer3):
-            if any(isinstance(layer, nn.BatchNorm2d) for layer in block):
-                raise ValueError("fold the BatchNorm layers into the convolutions first")
-            convs.append(block[0])
+        convs = folded_convolutions(model)
         self.micro_batch = micro_batch
         self.conv1 = convs[0].eval().to(memory_format=torch.channels_last)
         self.block2, self.block3 = WinogradConvReLUPool(convs[1]), WinogradConvReLUPool(convs[2])

@@ -53,7 +53,7 @@ def calibrate_classifier(
     generator = torch.Generator().manual_seed(seed)
     mean = torch.tensor(model.mean).view(1, 3, 1, 1)
     std = torch.tensor(model.std).view(1, 3, 1, 1)
-    folded = fold_batchnorm(model.float().cpu())
+    folded = fold_batchnorm(model).float().cpu()
 
     def batches():
         for start in tqdm(range(0, len(images), batch_size), desc="int8 calibration", unit="batch"):
