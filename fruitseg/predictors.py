@@ -115,6 +115,13 @@ class Classifier:
             precision = f"autocast {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "float32"
             self.inference_path = f"BN folded, channels-last, inference_mode, {precision}"
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the inference path in a word: int8, float32, bfloat16 or float16."""
+        if isinstance(self.fast_model, Int8Classifier):
+            return "int8"
+        return str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32"
+
     @classmethod
     def load(cls, device: torch.device | str | None = None, int8: bool = True) -> "Classifier":
         device = torch.device(device) if device is not None else select_device()

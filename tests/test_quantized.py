@@ -80,6 +80,7 @@ def test_calibrating_fixture_frames_gives_a_working_int8_model(shipped, tmp_path
     if has_fast_bfloat16(torch.device("cpu")):
         pytest.skip("this CPU runs bfloat16 natively: the int8 path is not used here")
     assert isinstance(classifier.fast_model, Int8Classifier) and "int8" in classifier.inference_path
+    assert classifier.precision == "int8"
     names = [top[0][0] for top in classifier.predict(fixture_fruits())]
     assert names == [top[0][0] for top in Classifier(shipped, "cpu").predict(fixture_fruits())]
 
@@ -101,6 +102,7 @@ def test_a_model_without_calibration_runs_in_float32(shipped):
     if has_fast_bfloat16(torch.device("cpu")):
         pytest.skip("this CPU runs bfloat16 natively")
     assert isinstance(classifier.fast_model, WinogradClassifier) and "Winograd" in classifier.inference_path
+    assert classifier.precision == "float32"
 
 
 def test_fine_tuning_from_a_calibrated_model_drops_its_calibration(shipped):

@@ -87,6 +87,7 @@ def test_page_shows_device_and_weight_sources(app_url, models):
     text = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
     assert models.classifier.source.describe() in text and models.segmenter.source.describe() in text
     assert f"Running on **{models.device}" in text
+    assert f"(classifier in {models.classifier.precision})" in text
 
 
 @pytest.mark.parametrize(

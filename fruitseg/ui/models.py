@@ -35,7 +35,7 @@ class Models:
 
     def header_markdown(self) -> str:
         return (
-            f"Running on **{self.describe_device()}** · "
+            f"Running on **{self.describe_device()}** (classifier in {self.classifier.precision}) · "
             f"classifier weights: `{self.describe_source(self.classifier)}` · "
             f"segmenter weights: `{self.describe_source(self.segmenter)}`"
         )
