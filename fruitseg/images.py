@@ -17,8 +17,9 @@ Anything unusable raises :class:`InvalidImageError`, whose message is short plai
 English that is safe to show to the user as-is: it never contains a stack trace, a file
 path or an internal exception message.
 
-Size limits are checked from the image header, *before* any pixel data is decoded, so
-oversized images and decompression bombs are refused in milliseconds. This module does
+Size limits (file bytes, pixels, aspect ratio) are checked from the file's size and the
+image header, *before* any pixel data is decoded, so oversized images and decompression
+bombs are refused in milliseconds. This module does
 not change Pillow's global settings (``Image.MAX_IMAGE_PIXELS``,
 ``ImageFile.LOAD_TRUNCATED_IMAGES``): it relies on their defaults and checks its own,
 stricter limit.
@@ -35,7 +36,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "MAX_PIXELS",
+    "MAX_ASPECT_RATIO",
     "MAX_SIDE",
     "MIN_SIDE",
     "BACKGROUND",
@@ -47,8 +50,15 @@ __all__ = [
     "image_to_array",
 ]
 
+MAX_FILE_BYTES: Final = 20 * 1024 * 1024
+"""Files larger than this (20 MiB, the app's upload limit) are refused before being parsed."""
+
 MAX_PIXELS: Final = 40_000_000
 """Images with more pixels than this (width * height) are refused."""
+
+MAX_ASPECT_RATIO: Final = 20
+"""Images whose longer side is more than this many times their shorter side are refused
+(20000x20 would be analysed as a 1024x1 strip)."""
 
 MAX_SIDE: Final = 1024
 """Default bound on the longer side of the image returned by :func:`load_image`."""
@@ -200,13 +210,22 @@ def _open_path(path: str | os.PathLike[str]) -> Image.Image:
         raise InvalidImageError(MSG_UNREADABLE)
     if size == 0:
         raise InvalidImageError(MSG_EMPTY)
+    _check_file_size(size)
     return _open_image(path)
 
 
 def _open_bytes(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImageError(MSG_EMPTY)
+    _check_file_size(len(data))
     return _open_image(io.BytesIO(data))
+
+
+def _check_file_size(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise InvalidImageError(
+            f"The file is too large ({size / 2**20:.1f} MB); the limit is {MAX_FILE_BYTES / 2**20:g} MB."
+        )
 
 
 def _open_image(file: str | os.PathLike[str] | IO[bytes]) -> Image.Image:
@@ -240,13 +259,18 @@ def _decode_pixels(image: Image.Image) -> None:
 
 
 def _check_dimensions(width: int, height: int) -> None:
-    """Refuse images too small to classify or too large to decode safely."""
+    """Refuse images too small to classify, too large to decode safely or too elongated."""
     if width * height > MAX_PIXELS:
         raise InvalidImageError(_too_large_message(width * height, (width, height)))
     if min(width, height) < MIN_SIDE:
         raise InvalidImageError(
             f"The image is too small ({width}x{height} pixels); "
             f"at least {MIN_SIDE}x{MIN_SIDE} pixels are needed."
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidImageError(
+            f"The image is too elongated ({width}x{height} pixels); "
+            f"its longer side may be at most {MAX_ASPECT_RATIO} times its shorter side."
         )
 
 

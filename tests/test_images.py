@@ -270,6 +270,34 @@ def test_smallest_accepted_size() -> None:
     assert load_image(np.zeros((8, 8, 3), np.uint8)).size == (8, 8)
 
 
+@pytest.mark.parametrize(("width", "height"), [(20_000, 20), (20, 2_000), (2_001, 100), (8, 161)])
+def test_extreme_aspect_ratios_are_refused_from_the_header(width: int, height: int) -> None:
+    png = generator.uniform_png(width, height, bit_depth=1, colour_type=0, row=bytes((width + 7) // 8))
+    with pytest.raises(InvalidImageError) as info:
+        load_image(png)
+    assert str(info.value) == (
+        f"The image is too elongated ({width}x{height} pixels); "
+        f"its longer side may be at most {images.MAX_ASPECT_RATIO} times its shorter side."
+    )
+
+
+@pytest.mark.parametrize("size", [(2_000, 100), (100, 2_000), (8, 160)])
+def test_the_most_elongated_images_accepted(size: tuple[int, int]) -> None:
+    image = load_image(np.full((size[1], size[0], 3), ORANGE, np.uint8))
+    assert image.size == images._fit_within(size, images.MAX_SIDE)
+
+
+@pytest.mark.parametrize("kind", ["path", "bytes", "file"])
+def test_files_over_the_byte_limit_are_refused_before_parsing(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "big.png"
+    with path.open("wb") as file:  # a valid PNG header, then zeros up to one byte over the limit
+        file.write(generator.uniform_png(8, 8, bit_depth=1, colour_type=0, row=b"\0"))
+        file.truncate(images.MAX_FILE_BYTES + 1)
+    source = {"path": str(path), "bytes": path.read_bytes(), "file": io.BytesIO(path.read_bytes())}[kind]
+    with pytest.raises(InvalidImageError, match=r"^The file is too large \(20.0 MB\); the limit is 20 MB\.$"):
+        load_image(source)
+
+
 # --------------------------------------------------------------------------- downscaling
 
 
@@ -279,7 +307,7 @@ def test_smallest_accepted_size() -> None:
         ((3000, 2000), 1024, (1024, 683)),
         ((2000, 3000), 1024, (683, 1024)),
         ((1024, 1024), 1024, (1024, 1024)),
-        ((4000, 40), 1024, (1024, 10)),
+        ((4000, 400), 1024, (1024, 102)),
         ((300, 200), 1024, (300, 200)),  # never upscaled
         ((300, 200), None, (300, 200)),
         ((300, 200), 100, (100, 67)),
@@ -357,7 +385,7 @@ def test_gray_alpha_array() -> None:
 
 def test_uint16_arrays_are_scaled() -> None:
     ramp = np.linspace(0, 65535, 256).round().astype(np.uint16)
-    gray = load_image(np.repeat(ramp[None, :], 8, axis=0))
+    gray = load_image(np.repeat(ramp[None, :], 16, axis=0))
     np.testing.assert_array_equal(np.asarray(gray)[0, :, 0], np.arange(256))
     colour = load_image(np.full((8, 8, 3), (65535, 32896, 0), np.uint16))
     assert pixel(colour, (0, 0)) == (255, 128, 0)
