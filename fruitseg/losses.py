@@ -402,3 +402,27 @@ def lmd_breakdown(
         "grad_lmd": as_list(grad_lmd),
         "major_mask": [bool(m) for m in major_mask.tolist()],
     }
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def kind_membership(kind_index: Sequence[int], num_kinds: int | None = None) -> Tensor:
+    """(K, C) bool: row k marks the classes of kind k (``kind_index[c]`` is class c's kind)."""
+    index = torch.as_tensor(list(kind_index), dtype=torch.long)
+    num_kinds = int(index.max()) + 1 if num_kinds is None else num_kinds
+    return torch.arange(num_kinds)[:, None] == index[None, :]
+
+
+def kind_log_softmax(logits: Tensor, membership: Tensor) -> Tensor:
+    """(B, C) class logits -> (B, K) log-probabilities of the kinds: log of the summed
+    class probabilities of each kind (``membership`` from :func:`kind_membership`)."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    masked = log_p[:, None, :].masked_fill(~membership.to(log_p.device)[None], float("-inf"))
+    return torch.logsumexp(masked, dim=2)
+
+
+def kind_nll_loss(logits: Tensor, kind_target: Tensor, membership: Tensor) -> Tensor:
+    """-log of the summed probability of the true kind's classes, averaged over the batch:
+    trains a class-level model on photos labelled by kind only."""
+    return F.nll_loss(kind_log_softmax(logits, membership), kind_target)

@@ -90,6 +90,7 @@ def make_scene(
     min_fruits: int = 1,
     degrade: bool = True,
     white_background: bool = False,
+    classes: Sequence[int] | None = None,
 ) -> Scene:
     """A random scene of ``min_fruits``..``max_fruits`` fruits on a random background.
 
@@ -105,6 +106,9 @@ def make_scene(
     ``white_background`` paints the sampled background plain white and changes nothing
     else: the random draws are the same, so the result is the very same fruits, light,
     shadows and camera on white, the scene's twin for measuring what a background costs.
+
+    ``classes`` limits the fruits to these class ids (one id: a pile of one kind, as in a
+    market crate); by default every class in the bank is drawn from.
     """
     h, w = int(size[0]), int(size[1])
     short = min(h, w)
@@ -120,7 +124,7 @@ def make_scene(
     hi = 0.60 - 0.30 * (n - 1) / 7 if n > 1 else 0.60
     lo = 0.12
     base = math.exp(rng.uniform(math.log(lo), math.log(max(hi, lo * 1.01))))
-    classes = fruits.classes
+    classes = fruits.classes if classes is None else np.asarray(classes, dtype=np.int64)
     # one light per scene: direction, cast-shadow length/softness/strength
     light = rng.uniform(0, 2 * math.pi)
     flat_light = rng.random() < 0.15  # no shadows at all, like Fruits-360 itself
