@@ -1,4 +1,4 @@
-"""Measure the shipped models: ``python -m fruitseg.evaluate {classifier,segmenter,pipeline}``.
+"""Measure the shipped models: ``python -m fruitseg.evaluate {classifier,segmenter,pipeline,kinds}``.
 
 classifier  top-1, top-5, per-class accuracy and the most confused pairs on any folder
             laid out as ``<Class>/*.jpg`` (all 131 classes or only some), through the
@@ -7,6 +7,10 @@ segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built 
             held-out fruit frames and held-out backgrounds (or folders you name).
 pipeline    segment-then-classify on single-fruit scenes against the same scenes with the
             background painted white: does a fruit on any background classify as well?
+kinds       real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photos/test``):
+            top-1 by kind of the app's answer, for both classifiers (photo and seed CNN),
+            and of its parts (the whole photo, the segmenter's surest fruit); per-kind
+            accuracy and the most confused pairs.
 
 Weights come from the same place as in the app (``FRUITSEG_CLASSIFIER`` /
 ``FRUITSEG_SEGMENTER``, default ``checkpoints/``).
@@ -26,7 +30,7 @@ from tqdm import tqdm
 
 from fruitseg.data.fruits360 import FruitImage, image_files, list_images, split_by_frame_blocks
 from fruitseg.instances import cut_out
-from fruitseg.predictors import Classifier, Segmenter
+from fruitseg.predictors import Classifier, PhotoClassifier, Segmenter
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DEFAULT_FRUITS = SHARED / "fruits360" / "Training"
@@ -145,8 +149,8 @@ def evaluate_pipeline(pipeline, scenes, white_twins=None) -> dict:
         found += bool(fruits := pipeline.analyze(image).fruits)
         hits += bool(fruits) and fruits[0].label == truth
         true_cutout = cut_out(image, scene.mask.astype(bool))
-        true_mask_hits += pipeline.classifier.predict([true_cutout], top_k=1)[0][0][0] == truth
-        naive_hits += pipeline.classifier.predict([image], top_k=1)[0][0][0] == truth
+        true_mask_hits += pipeline.classifier.predict([true_cutout], top_k=1)[0].label == truth
+        naive_hits += pipeline.classifier.predict([image], top_k=1)[0].label == truth
         if twins is not None:
             twin = pipeline.analyze(Image.fromarray(next(twins).image)).fruits
             white_hits += bool(twin) and twin[0].label == truth
@@ -159,6 +163,45 @@ def evaluate_pipeline(pipeline, scenes, white_twins=None) -> dict:
     }
     if twins is not None:
         results["same_scene_on_white_top1"] = round(white_hits / max(total, 1), 5)
+    return results
+
+
+def evaluate_kinds(segmenter: Segmenter, classifiers: dict, items: list[tuple[Path, str]]) -> dict:
+    """Top-1 by kind on real photos labelled by kind, for each named classifier.
+
+    Per photo the segmenter runs once; each classifier then goes through the pipeline as in
+    the app. ``answer`` is the app's headline (:attr:`fruitseg.pipeline.Analysis.answer`, or
+    the whole photo when no fruit is found); ``whole_image`` the classifier on the whole
+    photo; ``surest_fruit`` the segmenter's surest fruit (the whole photo when none).
+    """
+    from fruitseg.images import load_image
+    from fruitseg.pipeline import FruitPipeline
+
+    pipelines = {name: FruitPipeline(c, segmenter) for name, c in classifiers.items()}
+    rows = {name: [] for name in pipelines}  # (truth, answer, whole, surest)
+    for path, truth in tqdm(items, desc="photos", unit="photo"):
+        image = load_image(path)
+        probability = next(iter(pipelines.values())).segment(image)
+        for name, pipeline in pipelines.items():
+            analysis = pipeline.analyze(image, probability=probability)
+            whole = analysis.whole_image or pipeline.classifier.predict([image])[0]
+            surest = analysis.fruits[0].prediction if analysis.fruits else whole
+            answer = analysis.answer or whole
+            rows[name].append((truth, answer.kind, whole.kind, surest.kind))
+    results: dict = {"photos": len(items), "kinds": sorted({truth for _, truth in items})}
+    for name, found in rows.items():
+        truth = np.array([r[0] for r in found])
+        answer, whole, surest = (np.array([r[i] for r in found]) for i in (1, 2, 3))
+        per_kind = {k: round(float((answer[truth == k] == k).mean()), 4) for k in results["kinds"]}
+        confusions = Counter((t, a) for t, a in zip(truth, answer) if t != a)
+        results[name] = {
+            "answer_top1": round(float((answer == truth).mean()), 4),
+            "whole_image_top1": round(float((whole == truth).mean()), 4),
+            "surest_fruit_top1": round(float((surest == truth).mean()), 4),
+            "mean_per_kind_top1": round(float(np.mean(list(per_kind.values()))), 4),
+            "per_kind_top1": per_kind,
+            "most_confused": [{"true": t, "predicted": p, "count": n} for (t, p), n in confusions.most_common(12)],
+        }
     return results
 
 
@@ -178,9 +221,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--fruits", default=None, help="fruit folder (default: held-out Fruits-360 frames)")
         p.add_argument("--backgrounds", default=None, help="background folder (default: held-out photos)")
         p.add_argument("--no-refine", action="store_true", help="skip the guided-filter edge refinement")
-    for p in (cls, pipe):
+    kinds = sub.add_parser("kinds", help="top-1 by kind on real photos in <kind>/*.jpg folders")
+    kinds.add_argument("--data", default=str(SHARED / "real-photos" / "test"))
+    kinds.add_argument("--limit", type=int, default=0, help="at most this many photos per kind")
+    for p in (cls, pipe, kinds):
         p.add_argument("--float32", action="store_true", help="classify in float32 where the app would use int8 (CPUs without native bfloat16)")
-    for p in (cls, seg, pipe):
+    for p in (cls, seg, pipe, kinds):
         p.add_argument("--json", default=None, help="also write the results here")
         p.add_argument("--device", default=None)
     args = parser.parse_args(argv)
@@ -196,6 +242,15 @@ def main(argv: list[str] | None = None) -> None:
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
         results = evaluate_segmenter(Segmenter.load(args.device, refine_edges=not args.no_refine), scenes)
+    elif args.task == "kinds":
+        from fruitseg.data.photo_crops import kind_photo_files
+
+        items = kind_photo_files(args.data)
+        if args.limit:
+            items = [item for kind in sorted({k for _, k in items}) for item in [i for i in items if i[1] == kind][: args.limit]]
+        classifiers = {"photo_classifier": PhotoClassifier.load(args.device),
+                       "seed_cnn": Classifier.load(args.device, int8=not args.float32)}
+        results = evaluate_kinds(Segmenter.load(args.device), classifiers, items)
     else:
         from fruitseg.pipeline import FruitPipeline
 

@@ -1,6 +1,7 @@
 """Where weights come from, and which device runs them.
 
-Each model has an environment variable (``FRUITSEG_CLASSIFIER``, ``FRUITSEG_SEGMENTER``)
+Each model has an environment variable (``FRUITSEG_CLASSIFIER``, ``FRUITSEG_PHOTO_CLASSIFIER``,
+``FRUITSEG_SEGMENTER``)
 that may hold:
 
 * a Hugging Face Hub repo id, optionally pinned: ``user/fruitseg-classifier@v1.0``;
@@ -27,7 +28,11 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 log = logging.getLogger("fruitseg")
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-ENV_VARS = {"classifier": "FRUITSEG_CLASSIFIER", "segmenter": "FRUITSEG_SEGMENTER"}
+ENV_VARS = {
+    "classifier": "FRUITSEG_CLASSIFIER",
+    "photo-classifier": "FRUITSEG_PHOTO_CLASSIFIER",
+    "segmenter": "FRUITSEG_SEGMENTER",
+}
 HUB_TIMEOUT_S = 4.0
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
 

@@ -135,3 +135,14 @@ def cut_out(image: Image.Image, mask: np.ndarray, margin: float = 0.06) -> Image
     keep = mask[iy0:iy1, ix0:ix1, None]
     canvas[iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0] = np.where(keep, crop, 255)
     return Image.fromarray(canvas)
+
+
+def context_crop(image: Image.Image, box: tuple[int, int, int, int], margin: float = 0.15) -> Image.Image:
+    """A square of the photo around ``box`` (x0, y0, x1, y1), ``margin`` wider on each side and
+    shifted to stay inside the image where it can: the fruit *with* its surroundings, as the
+    photo classifier (:class:`fruitseg.predictors.PhotoClassifier`) was trained to see it."""
+    x0, y0, x1, y1 = box
+    side = min(int(round(max(x1 - x0, y1 - y0) * (1 + 2 * margin))), max(image.size))
+    left = int(np.clip((x0 + x1) / 2 - side / 2, 0, max(image.width - side, 0)))
+    top = int(np.clip((y0 + y1) / 2 - side / 2, 0, max(image.height - side, 0)))
+    return image.crop((left, top, min(left + side, image.width), min(top + side, image.height)))

@@ -9,6 +9,12 @@ the dataset removed its own backgrounds, by a flood fill from the border over ne
 pixels: exact where it applies, and a case the segmenter, trained on fruit that fills at
 most 60 % of a scene, handles badly when the fruit fills the frame. Where the fruit casts
 a shadow on the paper the segmenter's mask is used instead (`fruitseg.white_paper`).
+
+The photo classifier (:class:`~fruitseg.predictors.PhotoClassifier`) learned fruit in
+context, so it is handed a square crop of the photo around each fruit instead
+(:func:`~fruitseg.instances.context_crop`), and it also names the whole photo
+(``Analysis.whole_image``): a crate or a close-up, where no single fruit stands out, is
+still named. Each classifier says what it wants to see in its ``sees`` attribute.
 """
 
 from __future__ import annotations
@@ -18,34 +24,58 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from fruitseg.instances import cut_out, split_fruits
-from fruitseg.predictors import Classifier, Segmenter
+from fruitseg.instances import context_crop, cut_out, split_fruits
+from fruitseg.predictors import Classifier, PhotoClassifier, Prediction, Segmenter
 from fruitseg.white_paper import flood_fill_mask
 
 
 @dataclass
 class Fruit:
-    label: str
-    score: float
-    top5: list[tuple[str, float]]
+    """One fruit found in a photo: where it is and what the classifier says it is."""
+
+    prediction: Prediction
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
     mask: np.ndarray  # (H, W) bool
     area_fraction: float
     cutout: Image.Image  # what the classifier saw (before its own resize)
+
+    @property
+    def kind(self) -> str:
+        return self.prediction.kind
+
+    @property
+    def label(self) -> str:
+        """The likeliest class (variety)."""
+        return self.prediction.label
+
+    @property
+    def score(self) -> float:
+        return self.prediction.score
+
+    @property
+    def top5(self) -> list[tuple[str, float]]:
+        return self.prediction.classes
 
 
 @dataclass
 class Analysis:
     probability: np.ndarray  # (H, W) float32 fruit probability
     fruits: list[Fruit] = field(default_factory=list)
+    whole_image: Prediction | None = None  # the photo classifier's answer for the whole photo
 
     @property
     def fruit_fraction(self) -> float:
         return float(np.mean(self.probability >= 0.5))
 
+    @property
+    def answer(self) -> Prediction | None:
+        """The headline: the surest kind among the fruits found and the whole photo."""
+        candidates = [f.prediction for f in self.fruits] + ([self.whole_image] if self.whole_image else [])
+        return max(candidates, key=lambda p: p.kind_score, default=None)
+
 
 class FruitPipeline:
-    def __init__(self, classifier: Classifier, segmenter: Segmenter, flood_fill_on_white: bool = True):
+    def __init__(self, classifier: Classifier | PhotoClassifier, segmenter: Segmenter, flood_fill_on_white: bool = True):
         self.classifier = classifier
         self.segmenter = segmenter
         self.flood_fill_on_white = flood_fill_on_white
@@ -77,10 +107,11 @@ class FruitPipeline:
         if probability is None:
             probability = self.segment(image)
         regions = split_fruits(probability, threshold=threshold)
-        cutouts = [cut_out(image, region.mask) for region in regions]
-        predictions = self.classifier.predict(cutouts, top_k=top_k)
+        in_context = self.classifier.sees == PhotoClassifier.sees
+        crops = [context_crop(image, region.box) if in_context else cut_out(image, region.mask) for region in regions]
+        predictions = self.classifier.predict(crops + [image] if in_context else crops, top_k=top_k)
         fruits = [
-            Fruit(top[0][0], top[0][1], top, region.box, region.mask, region.area / probability.size, crop)
-            for region, crop, top in zip(regions, cutouts, predictions)
+            Fruit(prediction, region.box, region.mask, region.area / probability.size, crop)
+            for region, crop, prediction in zip(regions, crops, predictions)
         ]
-        return Analysis(probability, fruits)
+        return Analysis(probability, fruits, predictions[-1] if in_context else None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -29,12 +30,59 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.hub import WeightsSource, has_fast_bfloat16, load_weights, select_device
+from fruitseg.labels import kind_of, kinds_of
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
+from fruitseg.models.efficientnet import EfficientNetFruitClassifier
 from fruitseg.models.quantized import Int8Classifier, int8_available
 from fruitseg.models.winograd import MICRO_BATCH, WinogradClassifier
 from fruitseg.refine import refine_probability
 
 log = logging.getLogger("fruitseg")
+
+
+@dataclass
+class Prediction:
+    """One image's answer: the likeliest kinds (each the summed probability of its classes)
+    and the likeliest classes (varieties), most likely first."""
+
+    kinds: list[tuple[str, float]]
+    classes: list[tuple[str, float]]
+
+    @property
+    def kind(self) -> str:
+        return self.kinds[0][0]
+
+    @property
+    def kind_score(self) -> float:
+        return self.kinds[0][1]
+
+    @property
+    def label(self) -> str:
+        """The likeliest class (variety)."""
+        return self.classes[0][0]
+
+    @property
+    def score(self) -> float:
+        return self.classes[0][1]
+
+    def varieties(self) -> list[tuple[str, float]]:
+        """The likeliest classes of the headline kind, with their probabilities."""
+        return [(name, p) for name, p in self.classes if kind_of(name) == self.kind]
+
+
+def top_predictions(logits: np.ndarray, class_names: Sequence[str], top_k: int = 5) -> list[Prediction]:
+    """(N, C) logits -> one :class:`Prediction` per row: ``top_k`` kinds and ``top_k`` classes."""
+    probs = torch.from_numpy(np.asarray(logits, dtype=np.float32)).softmax(dim=1)
+    kinds, kind_index = kinds_of(class_names)
+    kind_probs = torch.zeros(probs.shape[0], len(kinds)).index_add_(1, torch.tensor(kind_index), probs)
+    k = max(1, min(int(top_k), probs.shape[1]))
+    class_p, class_i = probs.topk(k, dim=1)
+    kind_p, kind_i = kind_probs.topk(min(k, len(kinds)), dim=1)
+    return [
+        Prediction([(kinds[i], float(p)) for p, i in zip(kp.tolist(), ki.tolist())],
+                   [(class_names[i], float(p)) for p, i in zip(cp.tolist(), ci.tolist())])
+        for kp, ki, cp, ci in zip(kind_p, kind_i, class_p, class_i)
+    ]
 
 
 def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
@@ -90,10 +138,13 @@ def cpu_inference_path(folded: FruitsClassificationModel, int8: bool = True) -> 
 
 
 class Classifier:
-    """Top-k fruit classes for images of a single fruit on white (Fruits-360 style).
+    """The seed CNN: top-k fruit kinds and classes for images of a single fruit on white
+    (Fruits-360 style; the pipeline cuts fruits out of photos onto white for it).
 
     ``int8=False`` keeps a CPU without native bfloat16 in float32 (exact logits, slower).
     """
+
+    sees = "cut-out on white"  # what the pipeline hands it: fruitseg.instances.cut_out
 
     def __init__(
         self,
@@ -142,16 +193,50 @@ class Classifier:
             out = self.fast_model(self.preprocess(images))
         return out.float().cpu().numpy()
 
-    def predict(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """For each image, the ``top_k`` (class name, probability) pairs, most likely first."""
-        logits = torch.from_numpy(self.logits(images))
-        probs = logits.softmax(dim=1)
-        k = max(1, min(int(top_k), probs.shape[1]))
-        values, indices = probs.topk(k, dim=1)
-        return [
-            [(self.class_names[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-            for row_p, row_i in zip(values, indices)
-        ]
+    def predict(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]:
+        """For each image, its ``top_k`` kinds and classes (:class:`Prediction`)."""
+        return top_predictions(self.logits(images), self.class_names, top_k)
+
+
+class PhotoClassifier:
+    """The photo classifier (ImageNet EfficientNet-Lite0 fine-tuned on photo-like composites and
+    real photos): top-k fruit kinds and classes for a photo or a crop of one, background and all.
+
+    Preprocessing is the model config's: the image squeezed to ``image_size`` square, scaled
+    by ``mean`` / ``std``. Float32, channels-last, ``inference_mode`` on every device.
+    """
+
+    sees = "photo crop"  # what the pipeline hands it: fruitseg.instances.context_crop
+
+    def __init__(self, model: EfficientNetFruitClassifier, device: torch.device | str = "cpu", source: WeightsSource | None = None):
+        self.device = torch.device(device)
+        self.source = source
+        self.model = model.float().eval().to(self.device, memory_format=torch.channels_last)
+        self.class_names = list(model.class_names)
+        self.precision = "float32"
+
+    @classmethod
+    def load(cls, device: torch.device | str | None = None) -> "PhotoClassifier":
+        device = torch.device(device) if device is not None else select_device()
+        model, source = load_weights(EfficientNetFruitClassifier, "photo-classifier", device)
+        return cls(model, device, source)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        size = self.model.image_size
+        resized = [image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0) for image in images]
+        x = to_tensor(resized, self.model.mean, self.model.std)
+        return x.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, num_classes) float32 logits."""
+        if not images:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return self.model(self.preprocess(images)).float().cpu().numpy()
+
+    def predict(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]:
+        """For each image, its ``top_k`` kinds and classes (:class:`Prediction`)."""
+        return top_predictions(self.logits(images), self.class_names, top_k)
 
 
 class Segmenter:
@@ -208,3 +293,7 @@ def load_classifier(device: torch.device | str | None = None) -> Classifier:
 
 def load_segmenter(device: torch.device | str | None = None) -> Segmenter:
     return Segmenter.load(device)
+
+
+def load_photo_classifier(device: torch.device | str | None = None) -> PhotoClassifier:
+    return PhotoClassifier.load(device)

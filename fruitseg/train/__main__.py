@@ -1,4 +1,4 @@
-"""``python -m fruitseg.train {classifier,classifier-robust,segmenter,calibrate} --help``"""
+"""``python -m fruitseg.train {classifier,photo-classifier,segmenter,calibrate} --help``"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 
 TASKS = {
     "classifier": "fruitseg.train.classifier",
-    "classifier-robust": "fruitseg.train.robust_classifier",
+    "photo-classifier": "fruitseg.train.photo_classifier",
     "segmenter": "fruitseg.train.segmenter",
     "calibrate": "fruitseg.train.calibrate",
 }

