@@ -129,12 +129,13 @@ def tab_functions(models):
     """The functions behind the tabs' buttons and the API, wrapped as the app wraps them."""
     from fruitseg.ui.classify import classify_api, classify_ui
     from fruitseg.ui.common import user_errors
-    from fruitseg.ui.segment import segment_api, segment_ui
+    from fruitseg.ui.segment import SegmentCache, segment_api, segment_ui
 
+    cache = SegmentCache(models)
     return {
         "classify_ui": user_errors("classifying the image")(partial(classify_ui, models)),
         "classify_api": user_errors("classifying the image")(partial(classify_api, models)),
-        "segment_ui": user_errors("segmenting the image")(lambda path: segment_ui(models, path, 0.5, 0.5)),
+        "segment_ui": user_errors("segmenting the image")(lambda path: segment_ui(cache, path, 0.5, 0.5)),
         "segment_api": user_errors("segmenting the image")(lambda path: segment_api(models, path, 0.5, 0.5)),
     }
 
@@ -158,7 +159,7 @@ def test_tab_function(models, function, name):
         assert len(top5) == 5 and next(iter(top5)) in names and isinstance(status, str)
     elif function == "segment_api":
         check_segment(*out, expected)
-    else:  # segment_ui: overlay, summary, table, mask path, session state
-        overlay, summary, _table, mask, state = out
-        check_segment(overlay, mask, state.to_json(models.device), expected)
+    else:  # segment_ui: overlay, summary, table, mask path
+        overlay, summary, _table, mask = out
+        check_segment(overlay, mask, {"image_size": list(overlay.size), "fruit_fraction": 0.0}, expected)
         assert isinstance(summary, str)

@@ -81,7 +81,40 @@ def test_raw_image_passes_the_path_without_decoding(text_as_jpg):
 
     component = common.image_input()
     assert component.preprocess(None) is None
-    assert component.preprocess(ImageData(path=text_as_jpg, orig_name="notes.jpg")) == text_as_jpg
+    uploaded = Path(component.GRADIO_CACHE) / "test_ui" / "notes.jpg"  # where Gradio puts uploads
+    uploaded.parent.mkdir(parents=True, exist_ok=True)
+    uploaded.write_bytes(Path(text_as_jpg).read_bytes())
+    assert component.preprocess(ImageData(path=str(uploaded), orig_name="notes.jpg")) == str(uploaded)
+
+
+@pytest.mark.parametrize("where", ["outside", "escaping", "url", "empty"])
+def test_raw_image_opens_only_files_in_the_upload_folder(text_as_jpg, where):
+    from gradio.data_classes import ImageData
+
+    component = common.image_input()
+    path = {
+        "outside": text_as_jpg,
+        "escaping": f"{component.GRADIO_CACHE}/../..{text_as_jpg}",
+        "url": "https://example.com/banana.jpg",
+        "empty": "",
+    }[where]
+    with pytest.raises(gr.Error) as excinfo:
+        component.preprocess(ImageData(path=path))
+    assert error_message(excinfo) == common.MSG_NOT_UPLOADED
+
+
+def test_raw_image_writes_data_urls_undecoded_under_the_size_limit():
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    component = common.image_input()
+    jpeg = Path(common.example_images()[0]).read_bytes()
+    url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    path = component.preprocess(ImageData(url=url))
+    assert Path(path).read_bytes() == jpeg and Path(path).is_relative_to(component.GRADIO_CACHE)
+    with pytest.raises(gr.Error, match="the limit is 20 MB"):
+        component.preprocess(ImageData(url="data:image/png;base64," + "A" * common.MAX_DATA_URL_CHARS))
 
 
 @pytest.mark.parametrize(
@@ -206,13 +239,14 @@ def test_classify_bad_inputs_raise_clear_errors(models, text_as_jpg):
 def test_segment_example_gives_overlay_and_mask_png(models, example_paths):
     path = example_paths["strawberry"]
     size = Image.open(path).size
-    overlay, summary, table, mask_path, state = segment.segment_ui(models, path, 0.5, 0.5)
+    cache = segment.SegmentCache(models)
+    overlay, summary, table, mask_path = segment.segment_ui(cache, path, 0.5, 0.5)
     assert isinstance(overlay, Image.Image) and overlay.size == size
     assert Path(mask_path).suffix == ".png" and Path(mask_path).name.startswith("strawberry")
     with Image.open(mask_path) as mask:
         assert mask.format == "PNG" and mask.size == size and mask.mode == "L"
         assert set(np.unique(np.asarray(mask))) <= {0, 255}
-    assert isinstance(state, segment.Segmentation) and state.probability.shape == (size[1], size[0])
+    assert cache.segmentation(path, 0.5).probability.shape == (size[1], size[0])
     assert isinstance(table, pd.DataFrame) and isinstance(summary, str)
 
 
@@ -225,42 +259,60 @@ def test_segment_finds_the_example_fruit(models, example_paths):
 
 def test_segment_threshold_reuses_the_cached_map_and_opacity_only_redraws(disc_models, example_paths):
     image = two_fruit_photo(example_paths)
-    path = Path(common.output_dir()) / "two_fruits.png"
+    path = str(Path(common.output_dir()) / "two_fruits.png")
     image.save(path)
     segmenter = disc_models.segmenter
-    overlay, summary, table, mask_path, state = segment.segment_ui(disc_models, str(path), 0.5, 0.6)
+    cache = segment.SegmentCache(disc_models)
+    overlay, summary, table, mask_path = segment.segment_ui(cache, path, 0.5, 0.6)
+    seg = cache.segmentation(path, 0.5)
     assert segmenter.calls == 1
-    assert len(state.fruits) == 2 and len(table) == 2 and "2 fruits" in summary
+    assert len(seg.fruits) == 2 and len(table) == 2 and "2 fruits" in summary
     disc_area = 2 * math.pi * (0.2 * 400) ** 2 / (400 * 200)
-    assert state.fruit_fraction == pytest.approx(disc_area, rel=0.05)
-    assert f"{100 * state.fruit_fraction:.1f}%" in summary
-    for fruit in state.fruits:
+    assert seg.fruit_fraction == pytest.approx(disc_area, rel=0.05)
+    assert f"{100 * seg.fruit_fraction:.1f}%" in summary
+    for fruit in seg.fruits:
         assert CAPTION.match(fruit.caption)
 
     # A threshold above every probability: no fruit, and the model did not run again.
-    overlay2, summary2, table2, mask2, state2 = segment.rethreshold_ui(disc_models, state, 0.95, 0.6)
-    assert segmenter.calls == 1 and state2.fruits == [] and "No fruit" in summary2
-    # Same threshold again: nothing to do.
-    assert all(out is not None for out in segment.rethreshold_ui(disc_models, state, 0.5, 0.6))
+    overlay2, summary2, table2, mask2 = segment.rethreshold_ui(cache, path, 0.95, 0.6)
+    assert segmenter.calls == 1 and cache.segmentation(path, 0.95).fruits == [] and "No fruit" in summary2
+    assert segment.rethreshold_ui(cache, None, 0.5, 0.6) == (gr.skip(),) * 4  # no photo yet: nothing to do
 
     centre = (100, 50)  # inside the first disc
-    clear = segment.opacity_ui(state, 0.0)
-    solid = segment.opacity_ui(state, 1.0)
+    clear = segment.opacity_ui(cache, path, 0.5, 0.0)
+    solid = segment.opacity_ui(cache, path, 0.5, 1.0)
     assert segmenter.calls == 1
     assert clear.getpixel(centre) == image.getpixel(centre)
     assert solid.getpixel(centre) == render.colour(0)
-    assert segment.opacity_ui(None, 0.5) is not None  # nothing segmented yet: no-op update
+    assert segment.opacity_ui(cache, None, 0.5, 0.5) == gr.skip()  # nothing segmented yet: no-op update
+
+
+def test_segment_cache_is_bounded_and_recomputes_what_it_dropped(disc_models, example_paths, tmp_path):
+    segmenter = disc_models.segmenter
+    cache = segment.SegmentCache(disc_models, photos=2, splits=3)
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"photo{i}.png"))
+        two_fruit_photo(example_paths).rotate(180 * i).save(paths[-1])
+        segment.segment_ui(cache, paths[-1], 0.5, 0.5)
+    assert segmenter.calls == 4
+    assert cache.photo.cache_info().currsize == 2 and cache.at.cache_info().currsize == 3
+    segment.rethreshold_ui(cache, paths[0], 0.4, 0.5)  # dropped: segmented again from its file
+    assert segmenter.calls == 5
+    segment.opacity_ui(cache, paths[0], 0.4, 0.2)  # cached again
+    assert segmenter.calls == 5
 
 
 def test_segment_bad_inputs_raise_clear_errors(models, example_paths, text_as_jpg):
+    cache = segment.SegmentCache(models)
     with pytest.raises(gr.Error, match="upload an image"):
-        segment.segment_ui(models, None, 0.5, 0.5)
+        segment.segment_ui(cache, None, 0.5, 0.5)
     with pytest.raises(gr.Error) as excinfo:
-        segment.segment_ui(models, text_as_jpg, 0.5, 0.5)
+        segment.segment_ui(cache, text_as_jpg, 0.5, 0.5)
     assert "not a supported image" in error_message(excinfo)
     for threshold in (0, 1.5, float("nan"), "abc"):
         with pytest.raises(gr.Error, match="threshold"):
-            segment.segment_ui(models, example_paths["kiwi"], threshold, 0.5)
+            segment.segment_ui(cache, example_paths["kiwi"], threshold, 0.5)
 
 
 def test_segment_api_returns_overlay_mask_and_info(models, example_paths):
@@ -405,11 +457,15 @@ def test_lmd_api():
         (([1, 2], [1, 2], 5), "target"),
         (([1, 2], [1, 2], 0, 0.0), "temperature"),
         (([1, 2], [1, 2], 0, 1.0, 1.0, None, [1]), "counts has 1 values"),
-        ((["a", 2], [1, 2], 0), "lists of numbers"),
+        ((["a", 2], [1, 2], 0), "student_logits must be a list of finite numbers from -100 to 100; found 'a'."),
         (([1, 2], [1, 2], float("inf")), "target must be a class id"),
-        (([1, 2], [1, 2], 0, 1.0, 1.0, ["x"]), "major_labels must be a list of class ids"),
-        (([1, 2], [1, 2], 0, 1.0, 1.0, [5]), "major_labels ids must be in"),
-        (([1, 2], [1, 2], 0, 1.0, 1.0, None, [1, -4]), "counts must be finite numbers"),
+        (([1, 2], [1, 2], 0, 1.0, 1.0, ["x"]), "each major label must be a class id"),
+        (([1, 2], [1, 2], 0, 1.0, 1.0, [5]), "each major label must be a class id, an integer from 0 to 1 (got 5)."),
+        (([1, 2], [1, 2], 0, 1.0, 1.0, None, [1, -4]), "counts must be a list of finite numbers from 0"),
+        (([1, 2], [1, 2], 0, 1.0, 1.0, None, 5), "counts must be a list of numbers (got 5)."),
+        (([1, 2], [1, 2], 0, 1.0, 1.0, "1"), "major_labels must be a list"),
+        (([1, 2], [1, 2], 0, 1e308), "at most 100"),
+        (([0.0] * 1001, [0.0] * 1001, 0), "at most 1,000 classes are supported"),
     ]:
         with pytest.raises(gr.Error) as excinfo:
             lmd.lmd_api(*args)

@@ -22,10 +22,11 @@ import pandas as pd
 
 from fruitseg.losses import lmd_breakdown
 from fruitseg.ui import charts
-from fruitseg.ui.common import Stopwatch, image_input, read_image, user_errors
+from fruitseg.ui.common import Stopwatch, image_input, read_image, refusal, user_errors
 from fruitseg.ui.lmd_inputs import (
-    COLUMNS, MAX_CLASSES, MIN_CLASSES, PRESETS, check_beta, check_T, clamp_classes, class_choices, major_ids_from_counts,
-    photo_table, preset_table, repair_table, resize_table, resolve_manual, resolve_target,
+    COLUMNS, COUNT_LIMIT, LOGIT_LIMIT, MAX_CLASSES, MIN_CLASSES, PRESETS, api_class_id, api_class_ids, api_numbers,
+    check_beta, check_T, clamp_classes, class_choices, major_ids_from_counts, photo_table, preset_table, repair_table,
+    resize_table, resolve_manual, resolve_target,
 )  # fmt: skip
 from fruitseg.ui.models import Models
 
@@ -284,47 +285,44 @@ def lmd_api(
 ) -> dict:
     """CE, the LMD term and the total for one sample (plus KD, NTD, distributions, gradients).
 
-    The number of classes C is the length of the logit lists. Major labels are the given
-    class ids; when ``major_labels`` is null and ``counts`` (C per-class sample counts) is
-    given, they follow FedLMD's rule (count above the mean count). Returns the dictionary
-    of ``fruitseg.losses.lmd_breakdown`` with "major_labels" (ids) added.
+    The number of classes C is the length of the logit lists (2 to 1000; logits within
+    +-100, 0 < T <= 100, 0 <= beta <= 100). Major labels are the given class ids; when
+    ``major_labels`` is null and ``counts`` (C per-class sample counts) is given, they
+    follow FedLMD's rule (count above the mean count). Returns the dictionary of
+    ``fruitseg.losses.lmd_breakdown`` with "major_labels" (ids) added; every number in it
+    is finite (strict JSON).
     """
     T, beta = check_T(T), check_beta(beta)
-    try:
-        student = [float(v) for v in student_logits]
-        teacher = [float(v) for v in teacher_logits]
-    except (TypeError, ValueError):
-        raise gr.Error("student_logits and teacher_logits must be lists of numbers.", print_exception=False) from None
+    student = api_numbers(student_logits, "student_logits", -LOGIT_LIMIT, LOGIT_LIMIT)
+    teacher = api_numbers(teacher_logits, "teacher_logits", -LOGIT_LIMIT, LOGIT_LIMIT)
     if len(student) != len(teacher):
-        message = f"student_logits has {len(student)} values but teacher_logits has {len(teacher)}."
-        raise gr.Error(message, print_exception=False)
+        raise refusal(f"student_logits has {len(student)} values but teacher_logits has {len(teacher)}.")
     if len(student) < 2:
-        raise gr.Error("At least 2 classes are needed.", print_exception=False)
-    try:
-        whole = not isinstance(target, bool) and float(target) == int(target)
-    except (TypeError, ValueError, OverflowError):
-        whole = False
-    if not whole:
-        raise gr.Error(f"target must be a class id (an integer), got {target!r}.", print_exception=False)
-    if major_labels is None and counts is not None:
-        if len(counts) != len(student):
-            raise gr.Error(f"counts has {len(counts)} values for {len(student)} classes.", print_exception=False)
-        try:
-            majors = major_ids_from_counts(counts)
-        except (TypeError, ValueError):
-            raise gr.Error("counts must be finite numbers >= 0, one per class.", print_exception=False) from None
+        raise refusal("At least 2 classes are needed.")
+    num_classes = len(student)
+    target = api_class_id(target, "target", num_classes)
+    if counts is not None:
+        counts = api_numbers(counts, "counts", 0.0, COUNT_LIMIT, length=num_classes)
+    if major_labels is not None:
+        majors = api_class_ids(major_labels, "major_labels", num_classes)
     else:
-        try:
-            majors = [int(i) for i in major_labels or [] if not isinstance(i, bool) and float(i) == int(i)]
-        except (TypeError, ValueError, OverflowError):
-            majors = None
-        if majors is None or len(majors) != len(major_labels or []):
-            raise gr.Error("major_labels must be a list of class ids (integers).", print_exception=False)
-    try:
-        result = lmd_breakdown(student, teacher, int(target), T, beta, majors)
-    except ValueError as error:
-        raise gr.Error(str(error), print_exception=False) from None
-    return {**result, "major_labels": majors}
+        majors = major_ids_from_counts(counts) if counts is not None else []
+    result = {**lmd_breakdown(student, teacher, target, T, beta, majors), "major_labels": majors}
+    if not all(math.isfinite(v) for v in _numbers_in(result)):
+        raise refusal("The loss is not a finite number for these inputs; use a larger T or smaller logits.")
+    return result
+
+
+def _numbers_in(value: Any):
+    """Every float in a JSON-like value (dicts, lists)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _numbers_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _numbers_in(item)
+    elif isinstance(value, float):
+        yield value
 
 
 # --------------------------------------------------------------------------- layout

@@ -25,12 +25,14 @@ import numpy as np
 import pandas as pd
 
 from fruitseg.losses import major_labels_from_counts
-from fruitseg.ui.common import parse_number
+from fruitseg.ui.common import parse_number, refusal
 
 COLUMNS = ["class", "student", "teacher", "count"]
 MIN_CLASSES, MAX_CLASSES = 3, 20
-LOGIT_LIMIT = 100.0  # logits are clamped to +-this (|logits / T| stays far from the -1000 mask)
+MAX_API_CLASSES = 1000  # /lmd refuses more classes than this
+LOGIT_LIMIT = 100.0  # logits are clamped (table) or refused (/lmd) beyond +-this (|logits / T| stays far from the -1000 mask)
 COUNT_LIMIT = 1e9
+T_LIMIT, BETA_LIMIT = 100.0, 100.0  # largest temperature and LMD weight accepted
 FRUIT_NAMES = (
     "Apple", "Banana", "Cherry", "Kiwi", "Lemon", "Mango", "Orange", "Pear", "Plum", "Grape",
     "Peach", "Lime", "Melon", "Papaya", "Fig", "Guava", "Lychee", "Apricot", "Pineapple", "Strawberry",
@@ -227,11 +229,49 @@ def major_ids_from_counts(counts: Sequence[float]) -> list[int]:
 
 
 def check_T(T: Any) -> float:
-    return parse_number(T, "The temperature T must be a number greater than 0 (got {value!r}).", low=0.0, low_inclusive=False)
+    message = f"The temperature T must be a number greater than 0 and at most {T_LIMIT:g} (got {{value!r}})."
+    return parse_number(T, message, low=0.0, low_inclusive=False, high=T_LIMIT)
 
 
 def check_beta(beta: Any) -> float:
-    return parse_number(beta, "β must be a number ≥ 0 (got {value!r}).", low=0.0)
+    return parse_number(beta, f"β must be a number ≥ 0 and at most {BETA_LIMIT:g} (got {{value!r}}).", low=0.0, high=BETA_LIMIT)
+
+
+# --------------------------------------------------------------------------- /lmd's arguments
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def api_numbers(value: Any, name: str, low: float, high: float, length: int | None = None) -> list[float]:
+    """A JSON list of finite numbers in [low, high] (at most :data:`MAX_API_CLASSES`, ``length``
+    when given), or a refusal that names the argument and the first bad value."""
+    if not isinstance(value, (list, tuple)):
+        raise refusal(f"{name} must be a list of numbers (got {_shown(value)}).")
+    if len(value) > MAX_API_CLASSES:
+        raise refusal(f"{name} has {len(value):,} values; at most {MAX_API_CLASSES:,} classes are supported.")
+    if length is not None and len(value) != length:
+        raise refusal(f"{name} has {len(value)} values for {length} classes.")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:  # NaN fails too
+            raise refusal(f"{name} must be a list of finite numbers from {low:g} to {high:g}; found {_shown(v)}.")
+    return [float(v) for v in value]
+
+
+def api_class_id(value: Any, name: str, num_classes: int) -> int:
+    """An integer (a JSON integer or an integral float) in [0, num_classes), or a refusal."""
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or not 0 <= value < num_classes:
+        raise refusal(f"{name} must be a class id, an integer from 0 to {num_classes - 1} (got {_shown(value)}).")
+    return int(value)
+
+
+def api_class_ids(value: Any, name: str, num_classes: int) -> list[int]:
+    if not isinstance(value, (list, tuple)) or len(value) > num_classes:
+        raise refusal(f"{name} must be a list of at most {num_classes} class ids (got {_shown(value)}).")
+    return sorted({api_class_id(v, "each major label", num_classes) for v in value})
 
 
 def resolve_target(target: Any, num_classes: int, notes: list[str]) -> int:

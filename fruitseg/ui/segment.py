@@ -1,14 +1,18 @@
 """Segment tab: each fruit's mask over the photo, labelled with its class.
 
-The segmenter runs once per photo. Its probability map is kept in the session
-(``gr.State``), so moving the threshold only re-splits the cached map into fruits and
-re-classifies the cut-outs, and moving the opacity only redraws the overlay.
+The segmenter runs once per photo. Its probability map is kept in a :class:`SegmentCache`
+shared by every session and bounded in size (no per-session state), so moving the
+threshold only re-splits the cached map into fruits and re-classifies the cut-outs, and
+moving the opacity only redraws the overlay. A photo that has left the cache is simply
+segmented again from its uploaded file.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import gradio as gr
@@ -31,7 +35,8 @@ from fruitseg.ui.render import caption, draw_overlay, fruit_json, label_dict, la
 
 THRESHOLD = 0.5
 OPACITY = 0.5
-STATE_TTL_S = 1800  # a session's cached photo and probability map are dropped after this
+PHOTO_CACHE_SIZE = 8  # photos whose probability map is kept (all sessions together), ~5 MB each at 1024 px
+SPLIT_CACHE_SIZE = 16  # (photo, threshold) results kept for the sliders, ~1 MB each plus their photo
 TABLE_HEADERS = ["#", "fruit", "confidence", "area"]
 
 
@@ -112,12 +117,49 @@ def split(models: Models, segmentation: Segmentation, threshold: float) -> Segme
     return replace(segmentation, threshold=threshold, label_map=label_map, fruits=fruits, split_ms=watch.ms)
 
 
-def segment_image(models: Models, image: Image.Image, threshold: float = THRESHOLD, stem: str = "image") -> Segmentation:
-    """Run the segmenter once, then split and classify at ``threshold``."""
+def probability_map(models: Models, image: Image.Image, stem: str = "image") -> Segmentation:
+    """Run the segmenter once; no fruits yet (threshold NaN): :func:`split` finds them."""
     with Stopwatch() as watch:
         probability = models.pipeline.segment(image).astype(np.float16)
-    empty = Segmentation(image, probability, threshold, np.zeros(probability.shape, np.uint8), [], stem, watch.ms)
-    return split(models, empty, threshold)
+    return Segmentation(image, probability, math.nan, np.zeros(probability.shape, np.uint8), [], stem, watch.ms)
+
+
+def segment_image(models: Models, image: Image.Image, threshold: float = THRESHOLD, stem: str = "image") -> Segmentation:
+    """Run the segmenter once, then split and classify at ``threshold``."""
+    return split(models, probability_map(models, image, stem), threshold)
+
+
+class SegmentCache:
+    """The Segment tab's results, shared by every session, bounded whatever their number.
+
+    ``photo(key)`` keeps the probability maps of the last :data:`PHOTO_CACHE_SIZE` photos and
+    ``at(key, threshold)`` the last :data:`SPLIT_CACHE_SIZE` splits (``functools.lru_cache``;
+    errors are not cached). A key is the uploaded file's path, size and modification time
+    (Gradio names uploads by content), so the same photo is segmented once for everyone;
+    after eviction it is segmented again from its file.
+    """
+
+    def __init__(self, models: Models, photos: int = PHOTO_CACHE_SIZE, splits: int = SPLIT_CACHE_SIZE) -> None:
+        self.models = models
+        self.photo = lru_cache(maxsize=photos)(self._photo)
+        self.at = lru_cache(maxsize=splits)(self._split)
+
+    @staticmethod
+    def key(path: str | None) -> tuple[str | None, int, int]:
+        try:
+            stat = os.stat(path)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OSError):
+            return (path, -1, -1)  # read_image says what is wrong
+        return (path, stat.st_size, stat.st_mtime_ns)
+
+    def _photo(self, key: tuple[str | None, int, int]) -> Segmentation:
+        return probability_map(self.models, read_image(key[0]), safe_stem(key[0]))
+
+    def _split(self, key: tuple[str | None, int, int], threshold: float) -> Segmentation:
+        return split(self.models, self.photo(key), threshold)
+
+    def segmentation(self, path: str | None, threshold: float) -> Segmentation:
+        return self.at(self.key(path), threshold)
 
 
 def summary_markdown(seg: Segmentation, device: str) -> str:
@@ -141,31 +183,28 @@ def fruits_table(seg: Segmentation) -> pd.DataFrame:
 
 
 def _outputs(seg: Segmentation, opacity: float, device: str):
-    return seg.overlay(opacity), summary_markdown(seg, device), fruits_table(seg), seg.mask_png(), seg
+    return seg.overlay(opacity), summary_markdown(seg, device), fruits_table(seg), seg.mask_png()
 
 
-def segment_ui(models: Models, path: str | None, threshold: float, opacity: float):
-    """Segment button / example: (overlay, summary, table, mask PNG path, session state)."""
+def segment_ui(cache: SegmentCache, path: str | None, threshold: float, opacity: float):
+    """Segment button / example / threshold slider: (overlay, summary, table, mask PNG path).
+    The segmenter runs only for a photo that is not in ``cache``."""
     threshold, opacity = check_threshold(threshold), check_opacity(opacity)
-    image = read_image(path)
-    return _outputs(segment_image(models, image, threshold, safe_stem(path)), opacity, models.device)
+    return _outputs(cache.segmentation(path, threshold), opacity, cache.models.device)
 
 
-def rethreshold_ui(models: Models, seg: Segmentation | None, threshold: float, opacity: float):
-    """Threshold slider: re-split the cached map (the segmenter does not run again)."""
-    if seg is None:
-        return (gr.skip(),) * 5
-    threshold, opacity = check_threshold(threshold), check_opacity(opacity)
-    if abs(threshold - seg.threshold) < 1e-9:
-        return (gr.skip(),) * 5
-    return _outputs(split(models, seg, threshold), opacity, models.device)
+def rethreshold_ui(cache: SegmentCache, path: str | None, threshold: float, opacity: float):
+    """Threshold slider: re-split the cached map (no photo yet: nothing to do)."""
+    if path is None:
+        return (gr.skip(),) * 4
+    return segment_ui(cache, path, threshold, opacity)
 
 
-def opacity_ui(seg: Segmentation | None, opacity: float):
+def opacity_ui(cache: SegmentCache, path: str | None, threshold: float, opacity: float):
     """Opacity slider: redraw the overlay only."""
-    if seg is None:
+    if path is None:
         return gr.skip()
-    return seg.overlay(check_opacity(opacity))
+    return cache.segmentation(path, check_threshold(threshold)).overlay(check_opacity(opacity))
 
 
 def segment_api(models: Models, image: str | None, threshold: float = THRESHOLD, opacity: float = OPACITY):
@@ -181,8 +220,8 @@ def segment_api(models: Models, image: str | None, threshold: float = THRESHOLD,
     return seg.overlay(opacity), seg.mask_png(), seg.to_json(models.device)
 
 
-def build(models: Models) -> None:
-    """The Segment tab's components and events (call inside a ``gr.Tab``)."""
+def build(models: Models) -> SegmentCache:
+    """The Segment tab's components and events (call inside a ``gr.Tab``); returns its cache."""
     # WebP: a 1024-pixel overlay encodes in ~40 ms (PNG: ~120 ms), which keeps the opacity slider smooth.
     overlay = gr.Image(
         label="Fruits found", type="pil", format="webp", interactive=False, height=360, elem_id="segment-overlay", render=False
@@ -190,8 +229,8 @@ def build(models: Models) -> None:
     summary = gr.Markdown(elem_id="segment-summary", render=False)
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Fruits", elem_id="segment-table", render=False)
     mask_file = gr.File(label="Mask (PNG, white = fruit)", interactive=False, elem_id="segment-mask", render=False)
-    state = gr.State(None, time_to_live=STATE_TTL_S)
-    outputs = [overlay, summary, table, mask_file, state]
+    outputs = [overlay, summary, table, mask_file]
+    cache = SegmentCache(models)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
@@ -207,7 +246,7 @@ def build(models: Models) -> None:
             )
             opacity = gr.Slider(0.0, 1.0, value=OPACITY, step=0.05, label="Mask opacity", elem_id="segment-opacity")
             button = gr.Button("Segment", variant="primary", elem_id="segment-button")
-            run = user_errors("segmenting the image")(partial(segment_ui, models))
+            run = user_errors("segmenting the image")(partial(segment_ui, cache))
             examples = example_images()
             dataset = gr.Examples(
                 examples=[[p] for p in examples],
@@ -225,12 +264,11 @@ def build(models: Models) -> None:
     inputs = [image, threshold, opacity]
     button.click(run, inputs=inputs, outputs=outputs, api_visibility="private", concurrency_id="models")
     image.upload(run, inputs=inputs, outputs=outputs, api_visibility="private", concurrency_id="models")
-    image.clear(lambda: None, outputs=[state], api_visibility="private", queue=False)
     # Clicking an example loads it into the photo box, then segments it with the current sliders.
     dataset.load_input_event.then(run, inputs=inputs, outputs=outputs, api_visibility="private", concurrency_id="models")
     threshold.change(
-        user_errors("re-thresholding")(partial(rethreshold_ui, models)),
-        inputs=[state, threshold, opacity],
+        user_errors("re-thresholding")(partial(rethreshold_ui, cache)),
+        inputs=inputs,
         outputs=outputs,
         trigger_mode="always_last",
         show_progress="hidden",
@@ -238,13 +276,13 @@ def build(models: Models) -> None:
         concurrency_id="models",
     )
     opacity.change(
-        user_errors("redrawing the overlay")(opacity_ui),
-        inputs=[state, opacity],
+        user_errors("redrawing the overlay")(partial(opacity_ui, cache)),
+        inputs=inputs,
         outputs=[overlay],
         trigger_mode="always_last",
         show_progress="hidden",
         api_visibility="private",
-        concurrency_limit=None,
+        concurrency_id="models",  # a photo no longer cached is segmented again
     )
 
     # API: /segment(image, threshold, opacity) -> (overlay, mask PNG, info JSON).
@@ -260,3 +298,4 @@ def build(models: Models) -> None:
         api_description=segment_api.__doc__,
         concurrency_id="models",
     )
+    return cache
