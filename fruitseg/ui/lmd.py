@@ -22,6 +22,7 @@ import pandas as pd
 
 from fruitseg.losses import lmd_breakdown
 from fruitseg.ui import charts
+from fruitseg.ui import federation
 from fruitseg.ui.common import Stopwatch, image_input, read_image, refusal, user_errors
 from fruitseg.ui.lmd_inputs import (
     COLUMNS, COUNT_LIMIT, LOGIT_LIMIT, MAX_CLASSES, MIN_CLASSES, PRESETS, api_class_id, api_class_ids, api_numbers,
@@ -429,3 +430,5 @@ def build(models: Models) -> None:
         concurrency_id="lmd",
         concurrency_limit=8,
     )
+
+    federation.build()  # static: FedAvg vs FedNTD vs FedLMD in a Flower federation (checkpoints/federated)
