@@ -4,7 +4,9 @@ classifier  top-1, top-5, per-class accuracy and the most confused pairs on any 
             laid out as ``<Class>/*.jpg`` (all 131 classes or only some), through the
             exact inference path the app uses (``--float32``: no int8 on the CPU).
 segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built from
-            held-out fruit frames and held-out backgrounds (or folders you name).
+            held-out fruit frames and held-out backgrounds (or folders you name); with
+            ``--real DIR`` fruit IoU of the app's masks on real photos with hand-drawn masks
+            (``../shared/data/real-masks/test``), per source, beside GrabCut.
 pipeline    segment-then-classify on single-fruit scenes against the same scenes with the
             background painted white: does a fruit on any background classify as well?
 kinds       real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photos/test``):
@@ -130,6 +132,31 @@ def evaluate_segmenter(segmenter: Segmenter, scenes, threshold: float = 0.5) -> 
     }
 
 
+def evaluate_real_masks(pipeline, folder: str | Path, grabcut: bool = True) -> dict:
+    """Fruit IoU of the app's masks (:meth:`FruitPipeline.segment` at 0.5) on real photos with
+    hand-drawn masks, per source (the file-name prefix) and overall (summed intersections over
+    summed unions), with OpenCV GrabCut from a rectangle 5 % in from the border on the same photos."""
+    from fruitseg.bench.baselines import grabcut_mask
+    from fruitseg.data.real_masks import load_pair, mask_pairs, source_of
+
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    methods = ("segmenter", "grabcut") if grabcut else ("segmenter",)
+    for photo, mask in tqdm(mask_pairs(folder), desc="real photos", unit="photo"):
+        image, truth = load_pair(photo, mask)
+        predictions = {"segmenter": pipeline.segment(Image.fromarray(image)) >= 0.5}
+        if grabcut:
+            predictions["grabcut"] = grabcut_mask(image)
+        for name in (source_of(photo), "all"):
+            for method, pred in predictions.items():
+                sums.setdefault(name, {}).setdefault(method, np.zeros(3))
+                sums[name][method] += [(pred & truth).sum(), (pred | truth).sum(), 1]
+    return {
+        name: {"photos": int(by_method["segmenter"][2]),
+               **{f"{m}_iou": round(float(v[0] / max(v[1], 1)), 4) for m, v in by_method.items()}}
+        for name, by_method in sums.items()
+    }
+
+
 def evaluate_pipeline(pipeline, scenes, white_twins=None) -> dict:
     """Top-1 of segment-then-classify on single-fruit scenes, split into its error sources.
 
@@ -212,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     cls.add_argument("--data", required=True)
     cls.add_argument("--split", choices=["all", "val"], default="all", help="val: only the held-out frame blocks")
     cls.add_argument("--limit", type=int, default=0)
-    seg = sub.add_parser("segmenter", help="IoU on composite scenes")
+    seg = sub.add_parser("segmenter", help="IoU on composite scenes, or on real photos with masks (--real)")
+    seg.add_argument("--real", default=None, help="folder of real photos with masks (<name>.jpg + <name>.png): IoU per source, with GrabCut")
     pipe = sub.add_parser("pipeline", help="segment-then-classify on single-fruit scenes")
     for p in (seg, pipe):
         p.add_argument("--scenes", type=int, default=200)
@@ -239,6 +267,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.limit:
             items = items[:: max(1, len(items) // args.limit)][: args.limit]
         results = {"inference_path": classifier.inference_path, **evaluate_classifier(classifier, items)}
+    elif args.task == "segmenter" and args.real:
+        from fruitseg.pipeline import FruitPipeline
+
+        pipeline = FruitPipeline(None, Segmenter.load(args.device, refine_edges=not args.no_refine))
+        results = evaluate_real_masks(pipeline, args.real)
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
         results = evaluate_segmenter(Segmenter.load(args.device, refine_edges=not args.no_refine), scenes)

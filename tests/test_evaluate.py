@@ -45,3 +45,37 @@ def test_segmenter_and_pipeline_evaluation_on_scenes_from_given_folders(tmp_path
         "same_scene_on_white_top1",
     ):
         assert 0 <= pipe[key] <= 1
+
+
+def test_kinds_evaluation_on_a_folder_of_real_photos(tmp_path):
+    out = tmp_path / "kinds.json"
+    main(["kinds", "--data", str(FIXTURES / "photos"), "--json", str(out)])
+    results = json.loads(out.read_text())
+    assert results["photos"] == 4 and results["kinds"] == ["Apple", "Banana", "Lime", "Pomegranate"]
+    for model in ("photo_classifier", "seed_cnn"):
+        scores = results[model]
+        assert set(scores["per_kind_top1"]) == set(results["kinds"])
+        for key in ("answer_top1", "whole_image_top1", "surest_fruit_top1", "mean_per_kind_top1"):
+            assert scores[key] in (0.0, 0.25, 0.5, 0.75, 1.0)  # a share of four photos
+        wrong = round(4 * (1 - scores["answer_top1"]))
+        assert sum(c["count"] for c in scores["most_confused"]) == wrong
+
+
+def test_segmenter_evaluation_on_real_photos_with_masks(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from fruitseg.data.masks import fruit_mask
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for i, path in enumerate(sorted((FIXTURES / "fruits").glob("*.jpg"))[:2]):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        Image.fromarray(image).save(real / f"src{i}_{path.stem}.jpg")
+        Image.fromarray(fruit_mask(image).astype(np.uint8) * 255).save(real / f"src{i}_{path.stem}.png")
+    out = tmp_path / "real.json"
+    main(["segmenter", "--real", str(real), "--json", str(out)])
+    results = json.loads(out.read_text())
+    assert set(results) == {"src0", "src1", "all"} and results["all"]["photos"] == 2
+    # fruit on white with the recovered mask: both the app and GrabCut find it
+    assert results["all"]["segmenter_iou"] > 0.8 and 0 < results["all"]["grabcut_iou"] <= 1

@@ -63,3 +63,29 @@ def test_auto_precision_is_bfloat16_only_where_the_device_runs_it_natively():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     with autocast_context(cpu, "none")():
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_lite0_segmenter_trains_on_photo_like_scenes_and_real_masks(tmp_path, tiny_fruits360):
+    """The EfficientNet-Lite0 preset from ImageNet, on the photo-like mix with real masked photos in each batch."""
+    import numpy as np
+    from PIL import Image
+
+    from fruitseg.data.masks import fruit_mask
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for path in sorted((FIXTURES / "fruits").glob("*.jpg"))[:3]:  # stand-ins for real photos with hand masks
+        image = np.asarray(Image.open(path).convert("RGB"))
+        Image.fromarray(image).save(real / f"fixture_{path.stem}.jpg")
+        Image.fromarray(fruit_mask(image).astype(np.uint8) * 255).save(real / f"fixture_{path.stem}.png")
+    out = tmp_path / "out"
+    main(
+        ["segmenter", "--preset", "lite0", "--pretrained-backbone", "--photo-like", "--real-masks", str(real),
+         "--real-per-batch", "1", "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"),
+         "--out", str(out), "--work-dir", str(tmp_path / "work"), "--size", "64", "--image-size", "96",
+         "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--val-scenes", "2", "--workers", "0"]
+    )
+    model = FCNTransformerNet.from_pretrained(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"] == "efficientnet_lite0" and config["pretrained_backbone"] is False
+    assert model(torch.zeros(1, 3, 64, 80)).shape == (1, 2, 64, 80)

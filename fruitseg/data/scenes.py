@@ -91,6 +91,9 @@ def make_scene(
     degrade: bool = True,
     white_background: bool = False,
     classes: Sequence[int] | None = None,
+    diameter_range: tuple[float, float] | None = None,
+    container: bool = False,
+    leaves: int = 0,
 ) -> Scene:
     """A random scene of ``min_fruits``..``max_fruits`` fruits on a random background.
 
@@ -108,7 +111,11 @@ def make_scene(
     shadows and camera on white, the scene's twin for measuring what a background costs.
 
     ``classes`` limits the fruits to these class ids (one id: a pile of one kind, as in a
-    market crate); by default every class in the bank is drawn from.
+    market crate); by default every class in the bank is drawn from. ``diameter_range``
+    (fractions of the shorter side) overrides the fruit sizes: (0.8, 1.5) fills or overflows
+    the frame, (0.15, 0.3) with many fruits makes a dense pile. ``container`` first draws a
+    plate or bowl (an ellipse with a rim and shading) under the fruits; ``leaves`` lays that
+    many leaf shapes over them at the end. Containers and leaves are never fruit in the mask.
     """
     h, w = int(size[0]), int(size[1])
     short = min(h, w)
@@ -121,9 +128,15 @@ def make_scene(
     labels: list[int] = []
 
     n = int(rng.integers(min_fruits, max_fruits + 1))
-    hi = 0.60 - 0.30 * (n - 1) / 7 if n > 1 else 0.60
-    lo = 0.12
+    if diameter_range is None:
+        hi = 0.60 - 0.30 * (n - 1) / 7 if n > 1 else 0.60
+        lo, top = 0.12, 0.62
+    else:
+        lo, hi = diameter_range
+        top = hi
     base = math.exp(rng.uniform(math.log(lo), math.log(max(hi, lo * 1.01))))
+    if container:
+        _draw_container(rng, canvas)
     classes = fruits.classes if classes is None else np.asarray(classes, dtype=np.int64)
     # one light per scene: direction, cast-shadow length/softness/strength
     light = rng.uniform(0, 2 * math.pi)
@@ -136,7 +149,7 @@ def make_scene(
     for _ in range(n):
         cls = classes[rng.integers(len(classes))]
         idx = int(rng.choice(fruits.by_class[int(cls)]))
-        diameter = float(np.clip(base * math.exp(rng.uniform(-0.3, 0.3)), lo, 0.62)) * short
+        diameter = float(np.clip(base * math.exp(rng.uniform(-0.3, 0.3)), lo, top)) * short
         diameter = max(diameter, MIN_DIAMETER_PX)
         scale = diameter / fruits.extent[idx]
         src, src_mask = fruits.images[idx], fruits.masks[idx]
@@ -160,7 +173,7 @@ def make_scene(
         if flip:
             rot = rot @ np.diag([-1.0, 1.0])
         local = (corners - [cx0, cy0]) @ rot.T
-        margin = 0.25 * diameter
+        margin = min(0.25 * diameter, 0.45 * short)
         placed = None
         attempts = 4 if labels else 8
         for attempt in range(attempts):
@@ -210,6 +223,9 @@ def make_scene(
         instances[ry0:ry1, rx0:rx1][hard] = len(counts) - 1
         labels.append(int(fruits.labels[idx]))
 
+    for _ in range(leaves):
+        _draw_leaf(rng, canvas, instances, counts)
+
     # renumber the surviving instances 1..K
     alive = [k for k in range(1, len(counts)) if counts[k] > 0]
     remap = np.zeros(len(counts), np.int32)
@@ -223,6 +239,50 @@ def make_scene(
         image = _degrade(rng, image)
     mask = (instances > 0).astype(np.uint8)
     return Scene(image, mask, instances, labels, boxes, kind)
+
+
+def _draw_container(rng: np.random.Generator, canvas: np.ndarray) -> None:
+    """A plate or bowl seen from above at an angle: a shaded ellipse with a lighter rim."""
+    h, w = canvas.shape[:2]
+    centre = (int(w * rng.uniform(0.35, 0.65)), int(h * rng.uniform(0.4, 0.65)))
+    axes = (int(w * rng.uniform(0.3, 0.55)), int(h * rng.uniform(0.2, 0.45)))
+    colour = rng.uniform(150, 255, 3) if rng.random() < 0.6 else rng.uniform(30, 230, 3)  # mostly pale china
+    body = np.zeros((h, w), np.float32)
+    cv2.ellipse(body, centre, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    rim = np.zeros((h, w), np.float32)
+    cv2.ellipse(rim, centre, axes, 0, 0, 360, 1.0, max(2, int(min(axes) * rng.uniform(0.05, 0.15))), cv2.LINE_AA)
+    yy = (np.arange(h, dtype=np.float32)[:, None] - centre[1]) / max(axes[1], 1)
+    shade = (1.0 - 0.25 * np.clip(yy, -1, 1) * rng.uniform(-1, 1)).astype(np.float32)  # light from one side
+    surface = colour[None, None, :] * shade[..., None] * (1 + 0.15 * rim[..., None])
+    shadow = _blur(body, max(2.0, min(axes) * 0.08))
+    canvas *= 1 - 0.35 * shadow[..., None] * rng.uniform(0.3, 1.0)
+    canvas += (surface - canvas) * body[..., None]
+
+
+def _draw_leaf(rng: np.random.Generator, canvas: np.ndarray, instances: np.ndarray, counts: list[int]) -> None:
+    """A green leaf with a midrib laid over the scene; the fruit pixels it covers leave the mask."""
+    h, w = canvas.shape[:2]
+    length = min(h, w) * rng.uniform(0.15, 0.45)
+    centre = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+    angle = rng.uniform(0, 180)
+    leaf = np.zeros((h, w), np.float32)
+    cv2.ellipse(leaf, (int(centre[0]), int(centre[1])), (int(length / 2), int(length * rng.uniform(0.15, 0.3))), angle,
+                0, 360, 1.0, -1, cv2.LINE_AA)
+    green = np.array([rng.uniform(20, 90), rng.uniform(80, 170), rng.uniform(10, 60)], np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    along = (xx - centre[0]) * math.cos(math.radians(angle)) + (yy - centre[1]) * math.sin(math.radians(angle))
+    across = -(xx - centre[0]) * math.sin(math.radians(angle)) + (yy - centre[1]) * math.cos(math.radians(angle))
+    texture = 1 + 0.12 * np.sin(along / max(length, 1) * 12) - 0.25 * (np.abs(across) < max(1.0, length * 0.01))
+    canvas += (green * texture[..., None] - canvas) * leaf[..., None]
+    hidden = leaf >= 0.5
+    covered = np.bincount(instances[hidden], minlength=len(counts))
+    for k in np.flatnonzero(covered[1:]) + 1:
+        counts[k] -= int(covered[k])
+    instances[hidden] = 0
+    for k in range(1, len(counts)):  # a fruit left with a sliver is dropped from the mask
+        if 0 < counts[k] < MIN_VISIBLE_PX:
+            instances[instances == k] = 0
+            counts[k] = 0
 
 
 def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
@@ -246,12 +306,37 @@ def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+# --------------------------------------------------------------------------- photo-like mix
+
+# What real photos show and the plain scatter of make_scene misses, with exact masks.
+PHOTO_MIX: dict[str, float] = {"scatter": 0.25, "fill": 0.2, "pile": 0.25, "bowl": 0.15, "leaves": 0.15}
+
+
+def photo_like_scene(rng: np.random.Generator, fruits: FruitBank, backgrounds: BackgroundBank, size: tuple[int, int]) -> Scene:
+    """A scene of one kind drawn from :data:`PHOTO_MIX`: the plain scatter (sometimes on a plate,
+    sometimes under a leaf or two), fruit that fills or overflows the frame, a dense pile of
+    one class (a market crate), fruit in a bowl, fruit among leaves."""
+    kind = rng.choice(list(PHOTO_MIX), p=np.array(list(PHOTO_MIX.values())) / sum(PHOTO_MIX.values()))
+    one_class = [int(fruits.classes[rng.integers(len(fruits.classes))])]
+    if kind == "fill":
+        return make_scene(rng, fruits, backgrounds, size, max_fruits=2, diameter_range=(0.75, 1.5), classes=one_class)
+    if kind == "pile":
+        return make_scene(rng, fruits, backgrounds, size, min_fruits=10, max_fruits=30, diameter_range=(0.12, 0.3),
+                          classes=one_class, container=rng.random() < 0.3)
+    if kind == "bowl":
+        return make_scene(rng, fruits, backgrounds, size, min_fruits=3, max_fruits=8, diameter_range=(0.15, 0.35), container=True)
+    if kind == "leaves":
+        return make_scene(rng, fruits, backgrounds, size, max_fruits=4, leaves=int(rng.integers(2, 7)))
+    return make_scene(rng, fruits, backgrounds, size, container=rng.random() < 0.3, leaves=int(rng.random() < 0.2))
+
+
 # --------------------------------------------------------------------------- dataset
 
 
 class SceneDataset(torch.utils.data.Dataset):
     """``length`` scenes; item i is ``make_scene(np.random.default_rng([seed, i]), ...)``
-    as (image float32 (3, H, W) in [0, 1], mask int64 (H, W)).
+    as (image float32 (3, H, W) in [0, 1], mask int64 (H, W)); with ``photo_like`` item i is
+    ``photo_like_scene`` instead (frame-filling fruit, piles, bowls, leaves).
 
     Deterministic by (``seed``, index): a fixed validation set is a fixed seed over
     validation fruits. Changing ``seed`` (e.g. per epoch) gives new scenes.
@@ -270,10 +355,11 @@ class SceneDataset(torch.utils.data.Dataset):
         seed: int = 0,
         max_fruits: int = 8,
         degrade: bool = True,
+        photo_like: bool = False,
     ) -> None:
         self.fruits, self.backgrounds = fruits, backgrounds
         self.length, self.size, self.seed = int(length), (int(size[0]), int(size[1])), int(seed)
-        self.max_fruits, self.degrade = max_fruits, degrade
+        self.max_fruits, self.degrade, self.photo_like = max_fruits, degrade, photo_like
 
     def __len__(self) -> int:
         return self.length
@@ -282,6 +368,8 @@ class SceneDataset(torch.utils.data.Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
+        if self.photo_like:
+            return photo_like_scene(rng, self.fruits, self.backgrounds, self.size)
         return make_scene(
             rng, self.fruits, self.backgrounds, self.size, max_fruits=self.max_fruits, degrade=self.degrade
         )

