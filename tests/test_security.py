@@ -136,6 +136,8 @@ def test_only_uploaded_files_are_ever_opened(api, tmp_path, endpoint, meta):
         payload = {"path": path, "meta": {"_type": "gradio.FileData"}} if meta else {"path": path}
         assert call(api, endpoint, image_args(endpoint, payload)) == ("error", common.MSG_NOT_UPLOADED), case
     assert call(api, endpoint, image_args(endpoint, "/etc/hostname")) == ("error", common.MSG_NOT_UPLOADED)
+    with_data_url = {"path": outside_paths(tmp_path)["image_on_the_server"], "url": data_url(png_bytes(32, 32))}
+    assert call(api, endpoint, image_args(endpoint, with_data_url)) == ("error", common.MSG_NOT_UPLOADED)
     still_serving(api)
 
 
@@ -323,6 +325,16 @@ def test_bad_parameters_get_a_clear_message_and_one_log_line(api, caplog, capfd,
     assert [r.getMessage() for r in lines] == [f"refused: {error}"]
     assert "Traceback" not in capfd.readouterr().err
     still_serving(api)
+
+
+def test_the_pages_own_events_check_their_numbers_too(served):
+    demo, api = served
+    preset = event_index(demo, "lmd-preset-random", "click")
+    session = uuid.uuid4().hex
+    assert queue_event(api, session, preset, [6, "abc"]) == ("error", "This value must be a number (got 'abc').")
+    assert queue_event(api, session, preset, [60, 1]) == ("error", "Classes C must be a number from 3 to 20 (got 60).")
+    event, out = queue_event(api, session, preset, [6, 1])
+    assert event == "complete" and len(out[0]["data"]) == 6 and out[1]["value"] in range(6)
 
 
 # --------------------------------------------------------------------------- 7. aspect ratio

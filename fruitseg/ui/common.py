@@ -117,23 +117,32 @@ def _raw_preprocess(self: gr.Image, payload: Any) -> str | None:
     return uploaded_path(getattr(payload, "path", None), self.GRADIO_CACHE)
 
 
+def shown(value: Any, width: int = 40) -> str:
+    """``repr(value)``, cut to ``width`` characters, for quoting a bad input in a message."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width] + "..."
+
+
 def _check_raw_value(block: Any, value: Any) -> None:
     """One raw input value (as it came in the request), for the components whose own
-    processing would fail with a traceback and no message: images, sliders, examples."""
+    processing would fail with a traceback and no message: images, numbers, examples."""
     if is_image_input(block):
         if value is None:
             return
         if not isinstance(value, dict):
             raise refusal(MSG_NOT_UPLOADED, title="Invalid image")
         url = value.get("url")
-        if not (isinstance(url, str) and url.startswith("data:")):
-            uploaded_path(value.get("path"), block.GRADIO_CACHE)
-    elif isinstance(block, gr.Slider):
-        low, high = block.minimum, block.maximum
+        if value.get("path") is not None or not (isinstance(url, str) and url.startswith("data:")):
+            uploaded_path(value.get("path"), block.GRADIO_CACHE)  # Gradio would try to copy any path given
+    elif isinstance(block, (gr.Slider, gr.Number)):
+        if value is None and isinstance(block, gr.Number):
+            return
+        low = -math.inf if block.minimum is None else block.minimum
+        high = math.inf if block.maximum is None else block.maximum
         number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-        if not low <= number <= high:  # also NaN and non-numbers
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-            raise refusal(f"{block.label} must be a number from {low:g} to {high:g} (got {shown}).")
+        if not (math.isfinite(number) and low <= number <= high):  # also NaN and non-numbers
+            span = f" from {low:g} to {high:g}" if math.isfinite(low) and math.isfinite(high) else ""
+            raise refusal(f"{block.label or 'This value'} must be a number{span} (got {shown(value)}).")
     elif isinstance(block, gr.Dataset):  # the examples: the page sends the index of the one clicked
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(block.samples or []):
             raise refusal("Please pick one of the examples.")

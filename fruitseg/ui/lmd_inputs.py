@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fruitseg.losses import major_labels_from_counts
-from fruitseg.ui.common import parse_number, refusal
+from fruitseg.ui.common import parse_number, refusal, shown
 
 COLUMNS = ["class", "student", "teacher", "count"]
 MIN_CLASSES, MAX_CLASSES = 3, 20
@@ -240,23 +240,18 @@ def check_beta(beta: Any) -> float:
 # --------------------------------------------------------------------------- /lmd's arguments
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
 def api_numbers(value: Any, name: str, low: float, high: float, length: int | None = None) -> list[float]:
     """A JSON list of finite numbers in [low, high] (at most :data:`MAX_API_CLASSES`, ``length``
     when given), or a refusal that names the argument and the first bad value."""
     if not isinstance(value, (list, tuple)):
-        raise refusal(f"{name} must be a list of numbers (got {_shown(value)}).")
+        raise refusal(f"{name} must be a list of numbers (got {shown(value)}).")
     if len(value) > MAX_API_CLASSES:
         raise refusal(f"{name} has {len(value):,} values; at most {MAX_API_CLASSES:,} classes are supported.")
     if length is not None and len(value) != length:
         raise refusal(f"{name} has {len(value)} values for {length} classes.")
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:  # NaN fails too
-            raise refusal(f"{name} must be a list of finite numbers from {low:g} to {high:g}; found {_shown(v)}.")
+            raise refusal(f"{name} must be a list of finite numbers from {low:g} to {high:g}; found {shown(v)}.")
     return [float(v) for v in value]
 
 
@@ -264,13 +259,13 @@ def api_class_id(value: Any, name: str, num_classes: int) -> int:
     """An integer (a JSON integer or an integral float) in [0, num_classes), or a refusal."""
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not whole or not 0 <= value < num_classes:
-        raise refusal(f"{name} must be a class id, an integer from 0 to {num_classes - 1} (got {_shown(value)}).")
+        raise refusal(f"{name} must be a class id, an integer from 0 to {num_classes - 1} (got {shown(value)}).")
     return int(value)
 
 
 def api_class_ids(value: Any, name: str, num_classes: int) -> list[int]:
     if not isinstance(value, (list, tuple)) or len(value) > num_classes:
-        raise refusal(f"{name} must be a list of at most {num_classes} class ids (got {_shown(value)}).")
+        raise refusal(f"{name} must be a list of at most {num_classes} class ids (got {shown(value)}).")
     return sorted({api_class_id(v, "each major label", num_classes) for v in value})
 
 
