@@ -22,6 +22,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from fruitseg import images as fi
+from fruitseg.labels import FRUITS360_KINDS
 
 BAD = Path(__file__).resolve().parent / "fixtures" / "bad_inputs"
 GOOD = Path(__file__).resolve().parent / "fixtures" / "fruits" / "Apple_Braeburn_116.jpg"
@@ -68,6 +69,9 @@ def check_classify(result: dict, size: tuple[int, int], class_names: list[str]) 
     probabilities = list(result["confidences"].values())
     assert len(probabilities) == 5 and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-6
     assert probabilities == sorted(probabilities, reverse=True)
+    kinds = list(result["kinds"].values())
+    assert result["kind"] == next(iter(result["kinds"])) and result["kind"] in FRUITS360_KINDS
+    assert kinds == sorted(kinds, reverse=True) and sum(kinds) <= 1 + 1e-6
 
 
 def check_segment(overlay: str | Image.Image, mask: str, info: dict, size: tuple[int, int]) -> None:
@@ -155,8 +159,9 @@ def test_tab_function(models, function, name):
     if function == "classify_api":
         check_classify(out, expected, names)
     elif function == "classify_ui":
-        top5, _gallery, _table, status = out
-        assert len(top5) == 5 and next(iter(top5)) in names and isinstance(status, str)
+        kinds, cnn_top5, _gallery, _table, status = out
+        assert len(kinds) == 5 and next(iter(kinds)) in FRUITS360_KINDS and isinstance(status, str)
+        assert len(cnn_top5) == 5 and next(iter(cnn_top5)) in names
     elif function == "segment_api":
         check_segment(*out, expected)
     else:  # segment_ui: overlay, summary, table, mask path

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fruitseg.labels import FRUITS360_KINDS
+
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = (
     Path(__file__).resolve().parent / "screenshots"
@@ -77,8 +79,10 @@ def test_classify_example(browser_page, models):
     click_example(page, "classify", "banana")  # examples run on click
     expect(page.locator("#classify-status")).to_contain_text(re.compile(r"\d+ ms on"))
     label = page.locator("#classify-label").inner_text()
-    assert any(name in label for name in models.classifier.class_names), label
+    assert any(kind in label for kind in FRUITS360_KINDS), label  # the headline is a kind
     assert "%" in label  # the confidences are shown
+    cnn = page.locator("#classify-cnn").inner_text()
+    assert any(name in cnn for name in models.classifier.class_names), cnn  # the seed CNN beside it
     screenshot(page, "classify")
     assert page.js_errors == []
 

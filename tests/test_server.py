@@ -31,7 +31,10 @@ def test_classify(client, example_paths):
 
 @pytest.mark.trained_weights
 def test_classify_names_the_fruit(client, example_paths):
-    assert client.predict(handle_file(example_paths["pineapple"]), api_name="/classify")["label"] == "Pineapple"
+    result = client.predict(handle_file(example_paths["pineapple"]), api_name="/classify")
+    assert result["kind"] == "Pineapple" and result["fruits_360_cnn"]["label"] == "Pineapple"
+    photo = client.predict(handle_file(example_paths["photo_limes_crate"]), api_name="/classify")
+    assert photo["kind"] == "Lime" and photo["model"] == "photo classifier"
 
 
 def test_segment(client, example_paths):
@@ -87,7 +90,7 @@ def test_page_shows_device_and_weight_sources(app_url, models):
     text = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
     assert models.classifier.source.describe() in text and models.segmenter.source.describe() in text
     assert f"Running on **{models.device}" in text
-    assert f"(classifier in {models.classifier.precision})" in text
+    assert f"(Fruits-360 CNN in {models.classifier.precision})" in text
 
 
 @pytest.mark.parametrize(

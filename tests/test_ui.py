@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from fruitseg.labels import FRUITS360_KINDS, kind_of
 from fruitseg.ui import charts, classify, common, lmd, lmd_inputs, render, segment
 from fruitseg.ui.models import Models
 
@@ -54,8 +55,8 @@ def two_fruit_photo(example_paths) -> Image.Image:
 
 @pytest.fixture()
 def disc_models(models):
-    """The real classifier with a fake segmenter that finds two round fruits (used even on white)."""
-    fake = Models(models.classifier, DiscSegmenter([(0.25, 0.25, 0.2), (0.75, 0.25, 0.2)]))
+    """The real classifiers with a fake segmenter that finds two round fruits (used even on white)."""
+    fake = Models(models.classifier, DiscSegmenter([(0.25, 0.25, 0.2), (0.75, 0.25, 0.2)]), models.photo_classifier)
     fake.pipeline.flood_fill_on_white = False
     return fake
 
@@ -173,14 +174,14 @@ def test_caption_and_percent():
 # --------------------------------------------------------------------------- classify
 
 
-def test_classify_example_gives_a_top5_label_dict(models, example_paths):
-    top5, gallery, table, status = classify.classify_ui(models, example_paths["banana"])
-    assert isinstance(top5, dict) and len(top5) == 5
-    assert all(isinstance(k, str) and 0.0 <= v <= 1.0 for k, v in top5.items())
-    assert sum(top5.values()) <= 1.0 + 1e-6
-    assert list(top5.values()) == sorted(top5.values(), reverse=True)
-    assert set(top5) <= set(models.classifier.class_names)
-    assert "ms" in status
+def test_classify_example_gives_kinds_and_the_cnn_classes(models, example_paths):
+    kinds, cnn, gallery, table, status = classify.classify_ui(models, example_paths["banana"])
+    for top5, names in ((kinds, FRUITS360_KINDS), (cnn, models.classifier.class_names)):
+        assert isinstance(top5, dict) and len(top5) == 5 and set(top5) <= set(names)
+        assert all(isinstance(k, str) and 0.0 <= v <= 1.0 for k, v in top5.items())
+        assert sum(top5.values()) <= 1.0 + 1e-6
+        assert list(top5.values()) == sorted(top5.values(), reverse=True)
+    assert "ms" in status and "photo classifier" in status and "Fruits-360 CNN" in status
     assert isinstance(gallery, dict) and isinstance(table, dict)  # gr.update(...)
 
 
@@ -191,38 +192,50 @@ def test_classify_example_gives_a_top5_label_dict(models, example_paths):
 )
 def test_classify_names_the_example_fruit(models, example_paths, stem, fruit):
     result = classify.classify_image(models, common.read_image(example_paths[stem]))
-    assert result.label == fruit
+    assert result.cnn.label == fruit  # the Fruits-360 CNN knows the variety of a Fruits-360 frame
+    assert result.kind == kind_of(fruit)  # the headline names its kind
+
+
+@pytest.mark.trained_weights
+@pytest.mark.parametrize("stem, kind", [("photo_apple_in_hand", "Apple"), ("photo_bananas", "Banana"),
+                                        ("photo_limes_crate", "Lime"), ("photo_pomegranates", "Pomegranate")])
+def test_classify_names_the_kind_in_real_photos(models, example_paths, stem, kind):
+    result = classify.classify_image(models, common.read_image(example_paths[stem]))
+    assert result.model == classify.PHOTO_MODEL and result.kind == kind
 
 
 def test_classify_several_fruits_gives_one_result_each(disc_models, example_paths):
     image = two_fruit_photo(example_paths)
     path = Path(common.output_dir()) / "two.png"
     image.save(path)
-    top5, gallery, table, status = classify.classify_ui(disc_models, str(path))
+    kinds, cnn, gallery, table, status = classify.classify_ui(disc_models, str(path))
     assert gallery["visible"] and len(gallery["value"]) == 2
     for thumb, text in gallery["value"]:
         assert isinstance(thumb, Image.Image) and CAPTION.match(text), text
     frame = table["value"]
     assert isinstance(frame, pd.DataFrame) and len(frame) == 2
     assert "2 fruits" in status
-    assert len(top5) == 5
+    assert len(kinds) == 5 and len(cnn) == 5
     result = classify.classify_image(disc_models, image)
     assert not result.whole_image and len(result.fruits) == 2
-    assert result.top5 == result.fruits[0].top5  # the headline is the first (surest) fruit
+    # the headline is the surest kind among the fruits and the whole photo
+    assert result.answer.kind_score >= max(f.prediction.kind_score for f in result.fruits)
+    assert result.cnn == result.cnn_fruits[0].prediction  # the CNN's answer is its first (surest) fruit
     for fruit in result.fruits:
         assert 0.05 < fruit.area_fraction < 0.3
     json = result.to_json("cpu")
-    assert json["label"] == result.label and len(json["fruits"]) == 2 and len(json["fruits"][0]["box"]) == 4
+    assert json["label"] == result.label and json["kind"] == result.kind and len(json["fruits"]) == 2
+    assert len(json["fruits"][0]["box"]) == 4 and json["model"] == classify.PHOTO_MODEL
 
 
 def test_classify_falls_back_to_the_whole_image(models, example_paths):
     nothing = Models(models.classifier, DiscSegmenter([]))
     nothing.pipeline.flood_fill_on_white = False
-    top5, gallery, table, status = classify.classify_ui(nothing, example_paths["kiwi"])
-    assert len(top5) == 5 and "whole image" in status
+    kinds, cnn, gallery, table, status = classify.classify_ui(nothing, example_paths["kiwi"])
+    assert len(kinds) == 5 and "whole image" in status
     assert gallery["visible"] is False and table["visible"] is False
     result = classify.classify_image(nothing, common.read_image(example_paths["kiwi"]))
-    assert result.whole_image and result.fruits == []
+    assert result.whole_image and result.fruits == [] and result.model == classify.CNN_MODEL
 
 
 def test_classify_bad_inputs_raise_clear_errors(models, text_as_jpg):

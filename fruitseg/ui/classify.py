@@ -1,8 +1,17 @@
-"""Classify tab: name the fruit(s) in a photo.
+"""Classify tab: name the fruit(s) in a photo, by kind first, with both classifiers side by side.
 
-Segment-then-classify (``FruitPipeline``): the segmenter finds each fruit, each is cut
-out onto white (like the Fruits-360 training images) and classified. If the segmenter
-finds no fruit, the whole image is classified instead, and the page says so.
+The segmenter runs once; then two classifiers answer through ``FruitPipeline``:
+
+* the **photo classifier** (ImageNet EfficientNet-Lite0, fine-tuned on photo-like scenes and
+  real grocery photos) sees each fruit in its surroundings and the whole photo; it is the
+  headline, because it is the one that works on ordinary photos
+  (``python -m fruitseg.evaluate kinds``);
+* the seed's **Fruits-360 CNN** sees each fruit cut out onto white, as in its training frames
+  (the whole image when the segmenter finds no fruit).
+
+Each answers with kinds ("Apple", the summed probability of its varieties) before classes
+("Apple Golden 1"). Without a photo classifier (``Models(classifier, segmenter)``) the CNN's
+answer is the headline.
 """
 
 from __future__ import annotations
@@ -15,44 +24,60 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
+from fruitseg.pipeline import Fruit
+from fruitseg.predictors import Prediction
 from fruitseg.ui.common import Stopwatch, example_images, image_input, read_image, user_errors
 from fruitseg.ui.models import Models
-from fruitseg.ui.render import caption, fruit_json, label_dict, percent
+from fruitseg.ui.render import caption, label_dict, percent
 
 THRESHOLD = 0.5  # fruit probability above which a pixel counts as fruit
 TOP_K = 5
 THUMBNAIL = 256
-TABLE_HEADERS = ["#", "fruit", "confidence", "runner-up", "area"]
-
-
-@dataclass
-class FruitResult:
-    label: str
-    score: float
-    top5: dict[str, float]
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the analysed image
-    area_fraction: float
-    cutout: Image.Image  # what the classifier saw
+TABLE_HEADERS = ["#", "kind", "likely varieties", "Fruits-360 CNN says", "area"]
+PHOTO_MODEL, CNN_MODEL = "photo classifier", "Fruits-360 CNN"
 
 
 @dataclass
 class ClassifyResult:
-    top5: dict[str, float]  # the first fruit's (or the whole image's) top 5
-    fruits: list[FruitResult] = field(default_factory=list)
-    whole_image: bool = False  # True: the segmenter found no fruit; the whole image was classified
+    answer: Prediction  # the headline
+    model: str  # which classifier gave it: PHOTO_MODEL or CNN_MODEL
+    cnn: Prediction  # the Fruits-360 CNN's answer (its surest fruit, or the whole image)
+    fruits: list[Fruit] = field(default_factory=list)  # as the headline classifier saw them
+    cnn_fruits: list[Fruit] = field(default_factory=list)  # the same fruits, as the CNN saw them
+    whole_image: bool = False  # True: the segmenter found no fruit
     ms: float = 0.0
     size: tuple[int, int] = (0, 0)  # (width, height) of the analysed image
 
     @property
+    def kind(self) -> str:
+        return self.answer.kind
+
+    @property
     def label(self) -> str:
-        return next(iter(self.top5))
+        return self.answer.label
 
     def to_json(self, device: str) -> dict[str, Any]:
         """The API's answer (plain JSON)."""
         return {
+            "kind": self.kind,
+            "kinds": label_dict(self.answer.kinds),
+            "varieties": label_dict(self.answer.varieties()),
             "label": self.label,
-            "confidences": self.top5,
-            "fruits": [fruit_json(f) for f in self.fruits],
+            "confidences": label_dict(self.answer.classes),
+            "model": self.model,
+            "fruits_360_cnn": {"kind": self.cnn.kind, "label": self.cnn.label, "confidences": label_dict(self.cnn.classes)},
+            "fruits": [
+                {
+                    "kind": f.prediction.kind,
+                    "label": f.prediction.label,
+                    "score": f.prediction.score,
+                    "confidences": label_dict(f.prediction.classes),
+                    "fruits_360_cnn_label": cnn.label,
+                    "box": list(map(int, f.box)),
+                    "area_fraction": float(f.area_fraction),
+                }
+                for f, cnn in zip(self.fruits, self.cnn_fruits)
+            ],
             "whole_image": self.whole_image,
             "image_size": list(self.size),
             "ms": round(self.ms, 1),
@@ -61,46 +86,46 @@ class ClassifyResult:
 
 
 def classify_image(models: Models, image: Image.Image, threshold: float = THRESHOLD, top_k: int = TOP_K) -> ClassifyResult:
-    """Every fruit in ``image`` (the segmenter's surest first) with its top-k; whole-image fallback when none."""
+    """Both classifiers' answers for ``image``, from one segmentation; the photo classifier's is the headline."""
     with Stopwatch() as watch:
-        analysis = models.pipeline.analyze(image, threshold=threshold, top_k=top_k)
-        fruits = [
-            FruitResult(f.label, float(f.score), label_dict(f.top5), tuple(map(int, f.box)), float(f.area_fraction), f.cutout)
-            for f in analysis.fruits
-        ]
-        if fruits:
-            top5, whole = fruits[0].top5, False
+        probability = models.pipeline.segment(image)
+        cnn = models.pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability)
+        cnn_answer = cnn.fruits[0].prediction if cnn.fruits else models.classifier.predict([image], top_k=top_k)[0]
+        if models.photo_pipeline is not None:
+            # the same map split at the same threshold: the same fruits, in the same order
+            photo = models.photo_pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability)
+            fruits, answer, model = photo.fruits, photo.answer, PHOTO_MODEL
         else:
-            top5, whole = label_dict(models.classifier.predict([image], top_k=top_k)[0]), True
-    return ClassifyResult(top5, fruits, whole, watch.ms, image.size)
+            fruits, answer, model = cnn.fruits, cnn_answer, CNN_MODEL
+    return ClassifyResult(answer, model, cnn_answer, fruits, cnn.fruits, not cnn.fruits, watch.ms, image.size)
+
+
+def varieties_text(prediction: Prediction, count: int = 3) -> str:
+    return ", ".join(caption(name, p) for name, p in prediction.varieties()[:count])
 
 
 def fruits_table(result: ClassifyResult) -> pd.DataFrame:
-    rows = []
-    for i, fruit in enumerate(result.fruits, start=1):
-        runner_up = list(fruit.top5.items())[1:2]
-        rows.append(
-            [
-                i,
-                fruit.label,
-                percent(fruit.score),
-                caption(*runner_up[0]) if runner_up else "",
-                percent(fruit.area_fraction),
-            ]
-        )
+    rows = [
+        [i, caption(f.kind, f.prediction.kind_score), varieties_text(f.prediction), caption(cnn.label, cnn.score),
+         percent(f.area_fraction)]
+        for i, (f, cnn) in enumerate(zip(result.fruits, result.cnn_fruits), start=1)
+    ]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
 def status_markdown(result: ClassifyResult, device: str) -> str:
-    best = f"**{result.label}** ({percent(result.top5[result.label])})"
+    answer = result.answer
+    best = f"**{answer.kind}** ({percent(answer.kind_score)}, {result.model})"
+    likely = varieties_text(answer)
     n = len(result.fruits)
     if result.whole_image:
-        found = "The segmenter found no fruit, so the **whole image** was classified."
+        found = "The segmenter found no single fruit, so the **whole image** was classified."
     elif n == 1:
-        found = "1 fruit found; it was cut out and classified."
+        found = "1 fruit found."
     else:
-        found = f"**{n} fruits** found; the top 5 above are for the one the segmenter is surest of, each fruit is listed below."
-    return f"{best} · {found}  \nTime: {result.ms:.0f} ms on {device}"
+        found = f"**{n} fruits** found, each listed below."
+    cnn = f"The Fruits-360 CNN says **{result.cnn.kind}** ({caption(result.cnn.label, result.cnn.score)})."
+    return f"{best} · likely {likely}  \n{found} {cnn}  \nTime: {result.ms:.0f} ms on {device}"
 
 
 def thumbnail(image: Image.Image, side: int = THUMBNAIL) -> Image.Image:
@@ -110,13 +135,14 @@ def thumbnail(image: Image.Image, side: int = THUMBNAIL) -> Image.Image:
 
 
 def classify_ui(models: Models, path: str | None):
-    """Button / example handler: (top-5 dict, gallery update, table update, status markdown)."""
+    """Button / example handler: (kinds dict, CNN classes dict, gallery update, table update, status markdown)."""
     image = read_image(path)
     result = classify_image(models, image)
-    gallery = [(thumbnail(f.cutout), caption(f.label, f.score)) for f in result.fruits]
+    gallery = [(thumbnail(f.cutout), caption(f.kind, f.prediction.kind_score)) for f in result.fruits]
     show = bool(result.fruits)
     return (
-        result.top5,
+        label_dict(result.answer.kinds),
+        label_dict(result.cnn.classes),
         gr.update(value=gallery, visible=show),
         gr.update(value=fruits_table(result), visible=show),
         status_markdown(result, models.device),
@@ -124,21 +150,28 @@ def classify_ui(models: Models, path: str | None):
 
 
 def classify_api(models: Models, image: str | None) -> dict[str, Any]:
-    """Classify every fruit in an image.
+    """Classify every fruit in an image, by kind first.
 
-    Returns {"label", "confidences" (top 5 of the first fruit, the one the segmenter is surest of, or of the whole image when
-    no fruit is found), "fruits" (one entry per fruit: label, score, confidences, box
-    [x0, y0, x1, y1], area_fraction), "whole_image", "image_size", "ms", "device"}.
+    Returns {"kind" (the headline: the photo classifier's surest kind among the fruits found
+    and the whole photo), "kinds" (top 5 kinds, each the summed probability of its classes),
+    "varieties" (the likely classes of that kind), "label" and "confidences" (top 5 Fruits-360
+    classes of the same answer), "model", "fruits_360_cnn" (the seed CNN's kind, label and
+    top 5 for its surest cut-out), "fruits" (one entry per fruit: kind, label, score,
+    confidences, fruits_360_cnn_label, box [x0, y0, x1, y1], area_fraction), "whole_image"
+    (no fruit found), "image_size", "ms", "device"}.
     """
     return classify_image(models, read_image(image)).to_json(models.device)
 
 
 def build(models: Models) -> None:
     """The Classify tab's components and events (call inside a ``gr.Tab``)."""
-    top5 = gr.Label(num_top_classes=TOP_K, label="Top 5 classes", elem_id="classify-label", render=False)
+    headline = PHOTO_MODEL if models.photo_classifier is not None else CNN_MODEL
+    kinds = gr.Label(num_top_classes=TOP_K, label=f"Kind ({headline})", elem_id="classify-label", render=False)
+    cnn_classes = gr.Label(num_top_classes=TOP_K, label="Class (Fruits-360 CNN, on the cut-out)", elem_id="classify-cnn",
+                           render=False)
     status = gr.Markdown(elem_id="classify-status", render=False)
     gallery = gr.Gallery(
-        label="Each fruit found (what the classifier saw)",
+        label="Each fruit found (what the photo classifier saw)",
         columns=4,
         fit_columns=False,
         height=200,
@@ -150,7 +183,7 @@ def build(models: Models) -> None:
     table = gr.Dataframe(
         headers=TABLE_HEADERS, interactive=False, visible=False, label="Fruits", elem_id="classify-table", render=False
     )
-    outputs = [top5, gallery, table, status]
+    outputs = [kinds, cnn_classes, gallery, table, status]
     run = user_errors("classifying the image")(partial(classify_ui, models))
 
     with gr.Row(equal_height=False):
@@ -167,12 +200,16 @@ def build(models: Models) -> None:
                 cache_examples=False,
                 label="Examples (click one to classify it)",
                 elem_id="classify-examples",
-                examples_per_page=12,
+                examples_per_page=16,
                 api_visibility="private",
             )
         with gr.Column(scale=1):
-            for component in (top5, status, gallery, table):
-                component.render()
+            status.render()
+            with gr.Row():
+                kinds.render()
+                cnn_classes.render()
+            gallery.render()
+            table.render()
 
     button.click(run, inputs=[image], outputs=outputs, api_visibility="private", concurrency_id="models")
     image.upload(run, inputs=[image], outputs=outputs, api_visibility="private", concurrency_id="models")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -47,18 +47,6 @@ def caption(label: str, score: float) -> str:
 def label_dict(top: Sequence[tuple[str, float]]) -> dict[str, float]:
     """[(name, prob), ...] -> {name: prob} for ``gr.Label`` (order kept, plain floats)."""
     return {str(name): float(prob) for name, prob in top}
-
-
-def fruit_json(fruit: Any) -> dict[str, Any]:
-    """One fruit of a tab's result (``classify.FruitResult``, ``segment.FruitInfo``) as the API's
-    plain JSON: {"label", "score", "confidences" (its top 5), "box" [x0, y0, x1, y1], "area_fraction"}."""
-    return {
-        "label": fruit.label,
-        "score": fruit.score,
-        "confidences": fruit.top5,
-        "box": list(fruit.box),
-        "area_fraction": fruit.area_fraction,
-    }
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -1,4 +1,7 @@
-"""Segment tab: each fruit's mask over the photo, labelled with its class.
+"""Segment tab: each fruit's mask over the photo, labelled with its kind.
+
+Fruits are named by the photo classifier (by the Fruits-360 CNN when the app has none), by
+kind first ("Apple"), with the likeliest class beside it in the API's answer.
 
 The segmenter runs once per photo. Its probability map is kept in a :class:`SegmentCache`
 shared by every session and bounded in size (no per-session state), so moving the
@@ -31,18 +34,20 @@ from fruitseg.ui.common import (
     user_errors,
 )
 from fruitseg.ui.models import Models
-from fruitseg.ui.render import caption, draw_overlay, fruit_json, label_dict, label_map_from_masks, mask_image, percent
+from fruitseg.ui.render import caption, draw_overlay, label_dict, label_map_from_masks, mask_image, percent
 
 THRESHOLD = 0.5
 OPACITY = 0.5
 PHOTO_CACHE_SIZE = 8  # photos whose probability map is kept (all sessions together), ~5 MB each at 1024 px
 SPLIT_CACHE_SIZE = 16  # (photo, threshold) results kept for the sliders, ~1 MB each plus their photo
-TABLE_HEADERS = ["#", "fruit", "confidence", "area"]
+TABLE_HEADERS = ["#", "kind", "confidence", "area"]
 
 
 @dataclass
 class FruitInfo:
-    label: str
+    kind: str
+    kind_score: float
+    label: str  # the likeliest class
     score: float
     top5: dict[str, float]
     box: tuple[int, int, int, int]
@@ -50,7 +55,19 @@ class FruitInfo:
 
     @property
     def caption(self) -> str:
-        return caption(self.label, self.score)
+        return caption(self.kind, self.kind_score)
+
+    def to_json(self) -> dict[str, Any]:
+        """{"kind", "kind_score", "label", "score", "confidences" (top 5 classes), "box" [x0, y0, x1, y1], "area_fraction"}"""
+        return {
+            "kind": self.kind,
+            "kind_score": self.kind_score,
+            "label": self.label,
+            "score": self.score,
+            "confidences": self.top5,
+            "box": list(self.box),
+            "area_fraction": self.area_fraction,
+        }
 
 
 @dataclass
@@ -80,7 +97,7 @@ class Segmentation:
         return {
             "fruit_fraction": self.fruit_fraction,
             "threshold": self.threshold,
-            "fruits": [fruit_json(f) for f in self.fruits],
+            "fruits": [f.to_json() for f in self.fruits],
             "image_size": list(self.image.size),
             "ms": round(self.model_ms + self.split_ms, 1),
             "device": device,
@@ -108,10 +125,12 @@ def split(models: Models, segmentation: Segmentation, threshold: float) -> Segme
     """Fruits of the cached probability map at ``threshold`` (no segmenter run)."""
     with Stopwatch() as watch:
         probability = segmentation.probability.astype(np.float32)
-        analysis = models.pipeline.analyze(segmentation.image, threshold=threshold, probability=probability)
+        pipeline = models.photo_pipeline or models.pipeline
+        analysis = pipeline.analyze(segmentation.image, threshold=threshold, probability=probability)
         label_map = label_map_from_masks([f.mask for f in analysis.fruits], probability.shape)
         fruits = [
-            FruitInfo(f.label, float(f.score), label_dict(f.top5), tuple(int(v) for v in f.box), float(f.area_fraction))
+            FruitInfo(f.kind, float(f.prediction.kind_score), f.label, float(f.score), label_dict(f.top5),
+                      tuple(int(v) for v in f.box), float(f.area_fraction))
             for f in analysis.fruits
         ]
     return replace(segmentation, threshold=threshold, label_map=label_map, fruits=fruits, split_ms=watch.ms)
@@ -178,7 +197,7 @@ def summary_markdown(seg: Segmentation, device: str) -> str:
 
 
 def fruits_table(seg: Segmentation) -> pd.DataFrame:
-    rows = [[i, f.label, percent(f.score), f"{100 * f.area_fraction:.1f}%"] for i, f in enumerate(seg.fruits, start=1)]
+    rows = [[i, f.kind, percent(f.kind_score), f"{100 * f.area_fraction:.1f}%"] for i, f in enumerate(seg.fruits, start=1)]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
