@@ -135,3 +135,25 @@ def test_device_override(monkeypatch):
         monkeypatch.setenv("FRUITSEG_DEVICE", "cuda")
         with pytest.raises(ValueError, match="CUDA is not available"):
             select_device()
+
+
+def test_the_photo_classifier_loads_from_a_configured_repo_in_the_cache(tmp_path):
+    from fruitseg.models.efficientnet import EfficientNetFruitClassifier
+
+    torch.manual_seed(2)
+    folder = tmp_path / "model"
+    EfficientNetFruitClassifier(image_size=64).eval().save_pretrained(folder)
+    fill_hub_cache(tmp_path / "cache", "someone/fruitseg-photo-classifier", folder)
+    code = """
+import json
+from PIL import Image
+from fruitseg.predictors import PhotoClassifier
+classifier = PhotoClassifier.load("cpu")
+logits = classifier.logits([Image.new("RGB", (90, 70), (200, 40, 30))])
+print(json.dumps({"where": classifier.source.describe(), "size": classifier.model.image_size, "logit0": float(logits[0, 0])}))
+"""
+    env = {"HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "FRUITSEG_PHOTO_CLASSIFIER": "someone/fruitseg-photo-classifier"}
+    result = run_loader(env, code)
+    assert "Hugging Face Hub: someone/fruitseg-photo-classifier" in result["where"] and result["size"] == 64
+    local = run_loader({"FRUITSEG_PHOTO_CLASSIFIER": str(folder)}, code)
+    assert local["logit0"] == pytest.approx(result["logit0"], abs=1e-5)  # the same weights, read from the cache
