@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fruitseg.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
     cls = sub.add_parser("classifier", help="top-1/top-5 on a <Class>/*.jpg folder")
-    cls.add_argument("--data", required=True)
+    cls.add_argument("--data", default=str(DEFAULT_FRUITS), help="a <Class>/*.jpg folder (default: the shared Fruits-360 Training folder)")
     cls.add_argument("--split", choices=["all", "val"], default="all", help="val: only the held-out frame blocks")
     cls.add_argument("--limit", type=int, default=0)
     seg = sub.add_parser("segmenter", help="IoU on composite scenes, or on real photos with masks (--real)")
@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--json", default=None, help="also write the results here")
         p.add_argument("--device", default=None)
     args = parser.parse_args(argv)
+    for folder in (getattr(args, "data", None), getattr(args, "real", None)):
+        if folder and not Path(folder).is_dir():
+            parser.error(f"{folder} is not a folder (the shared data lives in ../shared/data beside the project)")
 
     if args.task == "classifier":
         classifier = Classifier.load(args.device, int8=not args.float32)
