@@ -2,8 +2,8 @@
 
 ``python -m fruitseg.federated run ...`` runs Flower's simulation engine (a ``ServerApp`` and a
 ``ClientApp``, :mod:`fruitseg.federated.apps`); the same two apps run as a real deployment
-with a SuperLink and SuperNodes (``fruitseg/federated/README`` section of
-``checkpoints/federated/README.md``).
+with a SuperLink and SuperNodes (the Flower App is ``fruitseg/federated/flower_app``; the
+commands are in ``checkpoints/federated/README.md``).
 
 Modules:
 

@@ -59,7 +59,7 @@ class RunSettings:
     classes_per_client: int = 2  # partition "shards"
     clients: int = 10
     fraction: float = 0.5  # of the clients, per round
-    rounds: int = 40
+    rounds: int = 30
     local_epochs: int = 2
     batch_size: int = 50
     lr: float = 0.01

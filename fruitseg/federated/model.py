@@ -4,7 +4,7 @@
 Conv2d(5x5, pad 2) -> BatchNorm -> ReLU -> MaxPool(2) with 32/64/128 channels on 100x100
 input, then one Linear layer (2.67 M parameters for 131 classes). :class:`SmallFruitsCNN` keeps
 the three 5x5 blocks and the single Linear head at half the width (16/32/64 channels) on
-32x32 input (64 x 4 x 4 = 1024 features), about 66 k parameters for 40 classes. It has no
+32x32 input (64 x 4 x 4 = 1024 features): 106 k parameters for 40 classes. It has no
 BatchNorm: running statistics averaged across clients whose label distributions differ
 describe none of them (FedAvg's, FedNTD's and FedLMD's CNNs have none either).
 """
