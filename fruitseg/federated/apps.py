@@ -158,6 +158,16 @@ def client_round(settings: RunSettings, partition_id: int, server_round: int, st
 
 # --------------------------------------------------------------------------- the ClientApp
 
+
+def _partition_id(context: Context, settings: RunSettings) -> int:
+    """This node's partition, checked against the run's number of clients."""
+    partition_id = int(context.node_config["partition-id"])
+    total = int(context.node_config.get("num-partitions", settings.clients))
+    if total != settings.clients or not 0 <= partition_id < total:
+        raise ValueError(f"node holds partition {partition_id} of {total}, but the run has {settings.clients} clients")
+    return partition_id
+
+
 client_app = ClientApp()
 
 
@@ -165,7 +175,7 @@ client_app = ClientApp()
 def train(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     settings = RunSettings.from_config(config)
-    partition_id = int(context.node_config["partition-id"])
+    partition_id = _partition_id(context, settings)
     weights, metrics = client_round(settings, partition_id, int(config["server-round"]), msg.content["arrays"].to_torch_state_dict())
     content = RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)

@@ -22,7 +22,7 @@ import numpy as np
 
 ALGORITHM_NAMES = {"fedavg": "FedAvg", "fedntd": "FedNTD", "fedlmd": "FedLMD"}
 ALGORITHM_COLOURS = {"fedavg": "#64748b", "fedntd": "#2563eb", "fedlmd": "#f97316"}
-SUMMARY_COLUMNS = ["setting", "algorithm", "seeds", "final top-1 (%)", "last-5-round top-1 (%)", "minority acc. (%)", "minutes per run"]
+SUMMARY_COLUMNS = ["setting", "algorithm", "seeds", "final top-1 (%)", "last-5-round top-1 (%)", "local minority acc., final (%)", "minutes per run"]
 
 
 def read(path: str | Path) -> dict[str, Any]:
