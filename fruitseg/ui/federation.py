@@ -26,7 +26,8 @@ MEANING = (
     "match the global model (the teacher it received this round) on the classes it rarely sees, and penalises "
     "probability on its own major classes, where plain cross-entropy (FedAvg) lets the local model forget the "
     "rest. Averaged over a round's clients, that should keep the global model from being pulled towards "
-    "whichever clients trained last. The curves show how much of that survives in a real federation."
+    "whichever clients trained last. It can only differ from NTD when a client has several major classes and a "
+    "tail of minority ones (Dirichlet skew); with 2 classes per client both are major and LMD is nearly NTD."
 )
 
 
