@@ -26,7 +26,7 @@ from PIL import Image
 
 from fruitseg.instances import context_crop, cut_out, split_fruits
 from fruitseg.predictors import Classifier, PhotoClassifier, Prediction, Segmenter
-from fruitseg.white_paper import flood_fill_mask
+from fruitseg.white_paper import flood_fill_mask, on_white_background
 
 
 @dataclass
@@ -72,6 +72,13 @@ class Analysis:
         """The headline: the surest kind among the fruits found and the whole photo."""
         candidates = [f.prediction for f in self.fruits] + ([self.whole_image] if self.whole_image else [])
         return max(candidates, key=lambda p: p.kind_score, default=None)
+
+
+def studio_photo(image: Image.Image) -> bool:
+    """Whether ``image`` is fruit on plain white paper, Fruits-360's own setting (a white border),
+    where the Fruits-360 CNN is at home (99 % on its held-out frames) and the photo classifier,
+    which learned ordinary photos, is not the one to ask."""
+    return on_white_background(np.asarray(image.convert("RGB")))
 
 
 class FruitPipeline:

@@ -181,7 +181,7 @@ def test_classify_example_gives_kinds_and_the_cnn_classes(models, example_paths)
         assert all(isinstance(k, str) and 0.0 <= v <= 1.0 for k, v in top5.items())
         assert sum(top5.values()) <= 1.0 + 1e-6
         assert list(top5.values()) == sorted(top5.values(), reverse=True)
-    assert "ms" in status and "photo classifier" in status and "Fruits-360 CNN" in status
+    assert "ms" in status and "photo classifier" in status and "Fruits-360 CNN" in status  # both answers are given
     assert isinstance(gallery, dict) and isinstance(table, dict)  # gr.update(...)
 
 
@@ -192,8 +192,8 @@ def test_classify_example_gives_kinds_and_the_cnn_classes(models, example_paths)
 )
 def test_classify_names_the_example_fruit(models, example_paths, stem, fruit):
     result = classify.classify_image(models, common.read_image(example_paths[stem]))
-    assert result.cnn.label == fruit  # the Fruits-360 CNN knows the variety of a Fruits-360 frame
-    assert result.kind == kind_of(fruit)  # the headline names its kind
+    assert result.cnn.label == fruit  # the Fruits-360 CNN knows the variety of a Fruits-360 frame ...
+    assert result.model == classify.CNN_MODEL and result.kind == kind_of(fruit)  # ... and heads its own setting
 
 
 @pytest.mark.trained_weights
@@ -218,14 +218,22 @@ def test_classify_several_fruits_gives_one_result_each(disc_models, example_path
     assert len(kinds) == 5 and len(cnn) == 5
     result = classify.classify_image(disc_models, image)
     assert not result.whole_image and len(result.fruits) == 2
-    # the headline is the surest kind among the fruits and the whole photo
-    assert result.answer.kind_score >= max(f.prediction.kind_score for f in result.fruits)
-    assert result.cnn == result.cnn_fruits[0].prediction  # the CNN's answer is its first (surest) fruit
+    # two Fruits-360 frames on a white canvas: a studio photo, where the CNN's answer (its surest fruit) heads
+    assert result.model == classify.CNN_MODEL and result.answer == result.cnn == result.cnn_fruits[0].prediction
+    assert result.photo is not None  # the photo classifier still answers beside it
     for fruit in result.fruits:
         assert 0.05 < fruit.area_fraction < 0.3
     json = result.to_json("cpu")
     assert json["label"] == result.label and json["kind"] == result.kind and len(json["fruits"]) == 2
-    assert len(json["fruits"][0]["box"]) == 4 and json["model"] == classify.PHOTO_MODEL
+    assert len(json["fruits"][0]["box"]) == 4 and json["model"] == classify.CNN_MODEL
+
+    # the same two fruits on a photo background: the photo classifier heads with its surest kind
+    scene = Image.open(Path(__file__).parent / "fixtures" / "backgrounds" / "wood.jpg").convert("RGB").resize(image.size)
+    scene.paste(image.crop((10, 10, 190, 190)), (10, 10))
+    scene.paste(image.crop((210, 10, 390, 190)), (210, 10))
+    result = classify.classify_image(disc_models, scene)
+    assert result.model == classify.PHOTO_MODEL and len(result.fruits) == 2
+    assert result.answer.kind_score >= max(f.prediction.kind_score for f in result.fruits)
 
 
 def test_classify_falls_back_to_the_whole_image(models, example_paths):

@@ -7,7 +7,8 @@ The segmenter runs once; then two classifiers answer through ``FruitPipeline``:
   headline, because it is the one that works on ordinary photos
   (``python -m fruitseg.evaluate kinds``);
 * the seed's **Fruits-360 CNN** sees each fruit cut out onto white, as in its training frames
-  (the whole image when the segmenter finds no fruit).
+  (the whole image when the segmenter finds no fruit); on a studio photo on plain white,
+  Fruits-360's own setting (:func:`fruitseg.pipeline.studio_photo`), its answer is the headline.
 
 Each answers with kinds ("Apple", the summed probability of its varieties) before classes
 ("Apple Golden 1"). Without a photo classifier (``Models(classifier, segmenter)``) the CNN's
@@ -24,7 +25,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from fruitseg.pipeline import Fruit
+from fruitseg.pipeline import Fruit, studio_photo
 from fruitseg.predictors import Prediction
 from fruitseg.ui.common import Stopwatch, example_images, image_input, read_image, user_errors
 from fruitseg.ui.models import Models
@@ -42,6 +43,7 @@ class ClassifyResult:
     answer: Prediction  # the headline
     model: str  # which classifier gave it: PHOTO_MODEL or CNN_MODEL
     cnn: Prediction  # the Fruits-360 CNN's answer (its surest fruit, or the whole image)
+    photo: Prediction | None = None  # the photo classifier's answer (Analysis.answer), when there is one
     fruits: list[Fruit] = field(default_factory=list)  # as the headline classifier saw them
     cnn_fruits: list[Fruit] = field(default_factory=list)  # the same fruits, as the CNN saw them
     whole_image: bool = False  # True: the segmenter found no fruit
@@ -86,18 +88,22 @@ class ClassifyResult:
 
 
 def classify_image(models: Models, image: Image.Image, threshold: float = THRESHOLD, top_k: int = TOP_K) -> ClassifyResult:
-    """Both classifiers' answers for ``image``, from one segmentation; the photo classifier's is the headline."""
+    """Both classifiers' answers for ``image``, from one segmentation; the photo classifier's is the
+    headline, except on a studio photo on white, where the Fruits-360 CNN's is."""
     with Stopwatch() as watch:
         probability = models.pipeline.segment(image)
         cnn = models.pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability)
         cnn_answer = cnn.fruits[0].prediction if cnn.fruits else models.classifier.predict([image], top_k=top_k)[0]
+        photo = None
         if models.photo_pipeline is not None:
             # the same map split at the same threshold: the same fruits, in the same order
             photo = models.photo_pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability)
+        if photo is not None and not studio_photo(image):
             fruits, answer, model = photo.fruits, photo.answer, PHOTO_MODEL
         else:
             fruits, answer, model = cnn.fruits, cnn_answer, CNN_MODEL
-    return ClassifyResult(answer, model, cnn_answer, fruits, cnn.fruits, not cnn.fruits, watch.ms, image.size)
+    return ClassifyResult(answer, model, cnn_answer, photo.answer if photo else None, fruits, cnn.fruits, not cnn.fruits,
+                          watch.ms, image.size)
 
 
 def varieties_text(prediction: Prediction, count: int = 3) -> str:
@@ -124,8 +130,12 @@ def status_markdown(result: ClassifyResult, device: str) -> str:
         found = "1 fruit found."
     else:
         found = f"**{n} fruits** found, each listed below."
-    cnn = f"The Fruits-360 CNN says **{result.cnn.kind}** ({caption(result.cnn.label, result.cnn.score)})."
-    return f"{best} · likely {likely}  \n{found} {cnn}  \nTime: {result.ms:.0f} ms on {device}"
+    if result.model == PHOTO_MODEL:
+        other = f"The Fruits-360 CNN says **{result.cnn.kind}** ({caption(result.cnn.label, result.cnn.score)})."
+    else:
+        best += " on a studio photo on white, its own setting" if result.photo else ""
+        other = f"The photo classifier says **{result.photo.kind}** ({percent(result.photo.kind_score)})." if result.photo else ""
+    return f"{best} · likely {likely}  \n{found} {other}  \nTime: {result.ms:.0f} ms on {device}"
 
 
 def thumbnail(image: Image.Image, side: int = THUMBNAIL) -> Image.Image:
@@ -141,7 +151,7 @@ def classify_ui(models: Models, path: str | None):
     gallery = [(thumbnail(f.cutout), caption(f.kind, f.prediction.kind_score)) for f in result.fruits]
     show = bool(result.fruits)
     return (
-        label_dict(result.answer.kinds),
+        label_dict((result.photo or result.answer).kinds),
         label_dict(result.cnn.classes),
         gr.update(value=gallery, visible=show),
         gr.update(value=fruits_table(result), visible=show),
@@ -153,7 +163,7 @@ def classify_api(models: Models, image: str | None) -> dict[str, Any]:
     """Classify every fruit in an image, by kind first.
 
     Returns {"kind" (the headline: the photo classifier's surest kind among the fruits found
-    and the whole photo), "kinds" (top 5 kinds, each the summed probability of its classes),
+    and the whole photo; on a studio photo on plain white, the Fruits-360 CNN's), "kinds" (top 5 kinds, each the summed probability of its classes),
     "varieties" (the likely classes of that kind), "label" and "confidences" (top 5 Fruits-360
     classes of the same answer), "model", "fruits_360_cnn" (the seed CNN's kind, label and
     top 5 for its surest cut-out), "fruits" (one entry per fruit: kind, label, score,
@@ -165,8 +175,8 @@ def classify_api(models: Models, image: str | None) -> dict[str, Any]:
 
 def build(models: Models) -> None:
     """The Classify tab's components and events (call inside a ``gr.Tab``)."""
-    headline = PHOTO_MODEL if models.photo_classifier is not None else CNN_MODEL
-    kinds = gr.Label(num_top_classes=TOP_K, label=f"Kind ({headline})", elem_id="classify-label", render=False)
+    by = PHOTO_MODEL if models.photo_classifier is not None else CNN_MODEL
+    kinds = gr.Label(num_top_classes=TOP_K, label=f"Kind ({by})", elem_id="classify-label", render=False)
     cnn_classes = gr.Label(num_top_classes=TOP_K, label="Class (Fruits-360 CNN, on the cut-out)", elem_id="classify-cnn",
                            render=False)
     status = gr.Markdown(elem_id="classify-status", render=False)
