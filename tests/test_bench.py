@@ -212,3 +212,17 @@ def test_plain_baseline_runs_in_grad_mode_without_autocast():
     out = plain_forward(classifier.model, images, classifier.device)
     assert out.requires_grad and out.dtype == torch.float32  # an autograd graph was built
     assert out.grad_fn is not None and not torch.is_inference(out)
+
+
+def test_photo_part_times_the_photo_classifier_and_the_pipeline():
+    from fruitseg.bench.photo import bench_photo
+
+    result = bench_photo(quick=True, device="cpu", log=lambda message: None)
+    assert result["argmax_agreement"] is True  # the shipped path and the plain way name the same class
+    b1, photo = result["batch1"], result["one_fruit_photo"]
+    assert b1["shipped"]["n"] == b1["plain"]["n"] == 9 and b1["speedup"] == pytest.approx(b1["plain"]["p50_ms"] / b1["shipped"]["p50_ms"], rel=0.01)
+    assert photo["pipeline"]["n"] == photo["whole_photo"]["n"] == 9 and photo["pipeline_over_whole_photo"] > 0
+    assert result["photo"].startswith("1024x768")
+    text = to_markdown({"photo": result})
+    assert "### Photo classifier" in text and len([line for line in text.splitlines() if line.startswith("| ")]) == 5
+    json.dumps(clean(result), allow_nan=False)

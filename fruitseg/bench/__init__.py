@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m fruitseg.bench [classifier|segmenter|app|load|all] [--json FILE] [--markdown FILE] [--quick]``.
+"""Benchmarks: ``python -m fruitseg.bench [classifier|photo|segmenter|app|load|all] [--json FILE] [--markdown FILE] [--quick]``.
 
 classifier  images/s at batch 1 and 64, p50/p95 latency at batch 1, of the shipped path
             (``Classifier.logits``: BatchNorm folded, inference_mode, then bf16 autocast
@@ -6,6 +6,9 @@ classifier  images/s at batch 1 and 64, p50/p95 latency at batch 1, of the shipp
             says which) against the same weights run the plain way (eager
             model, NCHW float32, default grad mode), and the top-1 of both on held-out
             frames (or agreement only on the bundled fixtures).
+photo       the photo classifier at batch 1 against the same weights run the plain way,
+            and a one-fruit 1024x768 photo through segment-then-classify against the photo
+            classifier on the whole photo alone.
 segmenter   latency of ``Segmenter.predict`` at several sizes, and IoU against the exact
             masks of composite scenes, next to GrabCut and Otsu baselines on the same scenes.
 app         the real app: round trip of each endpoint through ``gradio_client`` against the
@@ -18,7 +21,7 @@ in interleaved rounds (A B B A ...) so that background load hits both sides alik
 Absolute times depend on the machine and its load; the JSON records both (``machine``).
 The markdown report is printed to stdout.
 
-One module per part (`classifier`, `segmenter`, `app`, `load`), with what they share:
+One module per part (`classifier`, `photo`, `segmenter`, `app`, `load`), with what they share:
 `timing` (interleaved rounds, summaries, ratios), `machine` (machine info, RSS), `inputs`
 (held-out frames, scenes, fixtures), `baselines` (GrabCut, Otsu), `server` (``app.py`` in a
 subprocess) and `report` (markdown). The command line is `fruitseg.bench.__main__`.

@@ -20,6 +20,7 @@ from fruitseg.bench.classifier import bench_classifier
 from fruitseg.bench.inputs import DEFAULT_BACKGROUNDS, DEFAULT_DATA
 from fruitseg.bench.load import bench_load
 from fruitseg.bench.machine import machine_info, mib, peak_rss_bytes
+from fruitseg.bench.photo import bench_photo
 from fruitseg.bench.report import PARTS, clean, to_markdown
 from fruitseg.bench.segmenter import bench_segmenter
 
@@ -31,6 +32,8 @@ def run(parts: Sequence[str], args: argparse.Namespace, log: Callable[[str], Non
         try:
             if part == "classifier":
                 results[part] = bench_classifier(quick=args.quick, data=args.data, limit=args.limit, device=args.device, log=log)
+            elif part == "photo":
+                results[part] = bench_photo(quick=args.quick, device=args.device, log=log)
             elif part == "segmenter":
                 results[part] = bench_segmenter(
                     quick=args.quick, data=args.data, backgrounds=args.backgrounds, device=args.device, scenes=args.scenes, log=log

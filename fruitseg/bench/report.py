@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
-PARTS = ("classifier", "segmenter", "app", "load")
+PARTS = ("classifier", "photo", "segmenter", "app", "load")
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -80,6 +80,24 @@ def markdown_classifier(r: dict[str, Any]) -> str:
             f"(max |logit difference| {acc['max_abs_logit_diff']:.3g})."
         )
     return "\n".join(out)
+
+
+def markdown_photo(r: dict[str, Any]) -> str:
+    b1, p = r["batch1"], r["one_fruit_photo"]
+    rows = [
+        ["Photo classifier, batch 1: shipped (`PhotoClassifier.logits`: channels-last, inference_mode, float32)",
+         _fmt(b1["shipped"]["p50_ms"], 2), _fmt(b1["shipped"]["p95_ms"], 2), f"**{_x(b1['speedup'])}** faster"],
+        ["Photo classifier, batch 1: plain (eager, NCHW, grad mode)", _fmt(b1["plain"]["p50_ms"], 2), _fmt(b1["plain"]["p95_ms"], 2), "1x"],
+        [f"One-fruit photo ({r['photo']}): segment-then-classify (`FruitPipeline.analyze`)",
+         _fmt(p["pipeline"]["p50_ms"], 1), _fmt(p["pipeline"]["p95_ms"], 1), f"{_x(p['pipeline_over_whole_photo'])} the time"],
+        ["Same photo: the photo classifier on the whole photo only", _fmt(p["whole_photo"]["p50_ms"], 1), _fmt(p["whole_photo"]["p95_ms"], 1), "1x"],
+    ]
+    return (
+        "### Photo classifier and segment-then-classify on a photo\n\n"
+        + _table(["Path", "p50 (ms)", "p95 (ms)", "vs baseline"], rows)
+        + f"\n\nTimed in interleaved rounds on {r['device']} with {_threads(r['threads'])}; input {r['image_size']} px; "
+        f"shipped and plain agree on the crop's class: {r['argmax_agreement']}. Weights: {r['weights']}."
+    )
 
 
 def markdown_segmenter(r: dict[str, Any]) -> str:
@@ -161,7 +179,7 @@ def markdown_load(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-MARKDOWN = {"classifier": markdown_classifier, "segmenter": markdown_segmenter, "app": markdown_app, "load": markdown_load}
+MARKDOWN = {"classifier": markdown_classifier, "photo": markdown_photo, "segmenter": markdown_segmenter, "app": markdown_app, "load": markdown_load}
 
 
 def clean(value: Any) -> Any:
