@@ -129,3 +129,20 @@ def photo_classifier():
 def test_the_shipped_photo_classifier_names_the_kind_of_real_photos(photo_classifier, path):
     (prediction,) = photo_classifier.predict([Image.open(path).convert("RGB")])
     assert prediction.kind == kind_for_folder(path.parent.name)
+
+
+def test_composites_can_be_drawn_kind_uniformly():
+    from fruitseg.data.backgrounds import BackgroundBank
+    from fruitseg.data.fruit_bank import FruitBank
+    from fruitseg.data.photo_crops import composite_crop
+
+    images = np.full((4, 40, 40, 3), 255, np.uint8)
+    images[:, 10:30, 10:30] = (200, 30, 30)  # a red square "fruit" on white
+    names = ["Apple Red 1", "Apple Red 2", "Apple Golden 1", "Banana"]
+    bank = FruitBank.from_arrays(images, [FRUITS360_CLASSES.index(n) for n in names])
+    rng = np.random.default_rng(0)
+    share = {}
+    for by_kind in (False, True):
+        labels = [composite_crop(rng, bank, BackgroundBank([]), 48, by_kind)[1] for _ in range(200)]
+        share[by_kind] = np.mean([FRUITS360_CLASSES[label] == "Banana" for label in labels])
+    assert 0.15 < share[False] < 0.35 and 0.4 < share[True] < 0.6  # a quarter of the classes, half of the kinds

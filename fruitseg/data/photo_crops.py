@@ -30,12 +30,24 @@ from fruitseg.data.backgrounds import BackgroundBank
 from fruitseg.data.fruit_bank import FruitBank
 from fruitseg.data.fruits360 import image_files
 from fruitseg.data.scenes import make_scene
-from fruitseg.labels import kind_for_folder
+from fruitseg.labels import FRUITS360_CLASSES, kind_for_folder, kind_of
 
 
-def composite_crop(rng: np.random.Generator, fruits: FruitBank, backgrounds: BackgroundBank, size: int) -> tuple[np.ndarray, int]:
-    """(an (size, size, 3) uint8 photo-like image, its Fruits-360 class id)."""
-    label = int(fruits.classes[rng.integers(len(fruits.classes))])
+def composite_crop(
+    rng: np.random.Generator, fruits: FruitBank, backgrounds: BackgroundBank, size: int, by_kind: bool = False
+) -> tuple[np.ndarray, int]:
+    """(an (size, size, 3) uint8 photo-like image, its Fruits-360 class id).
+
+    Classes are drawn uniformly, or with ``by_kind`` a kind uniformly and then one of its
+    classes: a kind's probability is the sum over its classes, so class-uniform draws give
+    Apple (13 classes) 13 times the prior of a one-class kind."""
+    if by_kind:
+        kinds = sorted({kind_of(FRUITS360_CLASSES[c]) for c in fruits.classes})
+        kind = kinds[rng.integers(len(kinds))]
+        members = [c for c in fruits.classes if kind_of(FRUITS360_CLASSES[c]) == kind]
+        label = int(members[rng.integers(len(members))])
+    else:
+        label = int(fruits.classes[rng.integers(len(fruits.classes))])
     if rng.random() < 0.5:  # a pile of one kind: the middle of a scene of 4-8, so fruits are larger and denser
         canvas = int(size / rng.uniform(0.55, 0.9))
         scene = make_scene(rng, fruits, backgrounds, (canvas, canvas), max_fruits=8, min_fruits=4, classes=[label])
@@ -59,15 +71,18 @@ def composite_crop(rng: np.random.Generator, fruits: FruitBank, backgrounds: Bac
 class CompositeCrops(torch.utils.data.Dataset):
     """``length`` composite crops; item i = :func:`composite_crop` with ``default_rng([seed, i])``."""
 
-    def __init__(self, fruits: FruitBank, backgrounds: BackgroundBank, length: int, size: int, seed: int = 0) -> None:
+    def __init__(
+        self, fruits: FruitBank, backgrounds: BackgroundBank, length: int, size: int, seed: int = 0, by_kind: bool = False
+    ) -> None:
         self.fruits, self.backgrounds = fruits, backgrounds
-        self.length, self.size, self.seed = int(length), int(size), int(seed)
+        self.length, self.size, self.seed, self.by_kind = int(length), int(size), int(seed), by_kind
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = composite_crop(np.random.default_rng([self.seed, int(index)]), self.fruits, self.backgrounds, self.size)
+        rng = np.random.default_rng([self.seed, int(index)])
+        image, label = composite_crop(rng, self.fruits, self.backgrounds, self.size, self.by_kind)
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), label
 
 

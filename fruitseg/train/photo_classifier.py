@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--average-decay", type=float, default=0.998, help="weight EMA (0 = off)")
     parser.add_argument("--frames-per-class", type=int, default=60, help="training frames per class in the fruit bank")
+    parser.add_argument("--sample-by", choices=["class", "kind"], default="class",
+                        help="draw composites class-uniformly, or kind-uniformly (no prior towards many-class kinds)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--val-composites", type=int, default=524)
     parser.add_argument("--init-from", default=None, help="a saved EfficientNetFruitClassifier to continue from")
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> None:
     half = args.batch_size // 2
     # every crop is new (item i is a function of the seed and i); a resumed run draws new ones
     composites = CompositeCrops(train_bank, BackgroundBank(train_backgrounds), (args.steps - done) * half, args.size,
-                                seed=args.seed * 100_003 + done)
+                                seed=args.seed * 100_003 + done, by_kind=args.sample_by == "kind")
     composite_batches = iter(torch.utils.data.DataLoader(composites, batch_size=half, num_workers=args.workers))
     photo_batches = itertools.chain.from_iterable(
         torch.utils.data.DataLoader(photos, batch_size=half, shuffle=True, drop_last=True,
