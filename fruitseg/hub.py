@@ -1,16 +1,15 @@
-"""Where weights come from, and which device runs them.
+"""Where weights come from.
 
 Each model has an environment variable (``FRUITSEG_CLASSIFIER``, ``FRUITSEG_PHOTO_CLASSIFIER``,
-``FRUITSEG_SEGMENTER``)
-that may hold:
+``FRUITSEG_SEGMENTER``) that may hold:
 
 * a Hugging Face Hub repo id, optionally pinned: ``user/fruitseg-classifier@v1.0``;
 * a local directory with ``config.json`` + ``model.safetensors``.
 
 Unset, the bundled ``checkpoints/<name>`` is used. If the Hub cannot be reached (no
 network, ``HF_HUB_OFFLINE=1``) the local Hugging Face cache is tried, and failing that the
-bundled weights are loaded, with one log line that says why. ``FRUITSEG_DEVICE``
-overrides the device (default: CUDA when available, else CPU).
+bundled weights are loaded, with one log line that says why. The device is
+:mod:`fruitseg.device`'s business.
 """
 
 from __future__ import annotations
@@ -102,23 +101,3 @@ def load_weights(model_class, name: str, device: torch.device | str = "cpu"):
             source = bundled(name, note=f"fallback: {source.location} unavailable")
     model = model_class.from_pretrained(source.location, map_location=str(device))
     return model, source
-
-
-def select_device() -> torch.device:
-    """``FRUITSEG_DEVICE`` if set, else CUDA when available, else CPU."""
-    requested = os.environ.get("FRUITSEG_DEVICE", "").strip()
-    if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"FRUITSEG_DEVICE={requested} but CUDA is not available")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def has_fast_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 natively: CUDA with bf16, or a CPU with AVX-512-BF16
-    or AMX. Elsewhere (an AVX2-only CPU, say) bfloat16 is emulated and several times
-    slower than float32, so inference and training stay in float32 there."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

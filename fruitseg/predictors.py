@@ -16,7 +16,6 @@ convolutions (:mod:`fruitseg.models.winograd`). ``Classifier.inference_path`` sa
 
 from __future__ import annotations
 
-import copy
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from fruitseg.hub import WeightsSource, has_fast_bfloat16, load_weights, select_device
+from fruitseg.device import has_fast_bfloat16, select_device
+from fruitseg.hub import WeightsSource, load_weights
 from fruitseg.labels import kind_of, kinds_of
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
+from fruitseg.models.classifier import fold_batchnorm
 from fruitseg.models.efficientnet import EfficientNetFruitClassifier
 from fruitseg.models.quantized import Int8Classifier, int8_available
 from fruitseg.models.winograd import MICRO_BATCH, WinogradClassifier
@@ -83,15 +83,6 @@ def top_predictions(logits: np.ndarray, class_names: Sequence[str], top_k: int =
                    [(class_names[i], float(p)) for p, i in zip(cp.tolist(), ci.tolist())])
         for kp, ki, cp, ci in zip(kind_p, kind_i, class_p, class_i)
     ]
-
-
-def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
-    """A copy of ``model`` (in eval mode) whose Conv2d+BatchNorm2d pairs are one Conv2d."""
-    fused = copy.deepcopy(model).eval()
-    for block in (fused.layer1, fused.layer2, fused.layer3):
-        block[0] = fuse_conv_bn_eval(block[0], block[1])
-        block[1] = nn.Identity()
-    return fused
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fruitseg.federated import data as fdata
 from fruitseg.federated import report
 from fruitseg.federated.algorithms import LocalConfig, client_criterion, train_local
 from fruitseg.federated.partitions import dirichlet_partition, label_counts, partition, shard_partition

@@ -127,7 +127,7 @@ def test_source_resolution(monkeypatch, tmp_path):
 
 
 def test_device_override(monkeypatch):
-    from fruitseg.hub import select_device
+    from fruitseg.device import select_device
 
     monkeypatch.setenv("FRUITSEG_DEVICE", "cpu")
     assert select_device().type == "cpu"

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fruitseg.hub import has_fast_bfloat16
+from fruitseg.device import has_fast_bfloat16
 from fruitseg.models import FruitsClassificationModel
 from fruitseg.models.quantized import ACTIVATIONS, Int8Classifier, calibrate, int8_available
 from fruitseg.models.winograd import WinogradClassifier
-from fruitseg.predictors import Classifier, fold_batchnorm, square_on_white, to_tensor
+from fruitseg.models.classifier import fold_batchnorm
+from fruitseg.predictors import Classifier, square_on_white, to_tensor
 from fruitseg.train.augment import fruit_masks
 from fruitseg.train.calibrate import calibrate_classifier, write_calibration
 

@@ -53,7 +53,7 @@ def test_segmenter_training_runs_on_scenes(tmp_path, tiny_fruits360):
 
 
 def test_auto_precision_is_bfloat16_only_where_the_device_runs_it_natively():
-    from fruitseg.hub import has_fast_bfloat16
+    from fruitseg.device import has_fast_bfloat16
     from fruitseg.train.common import autocast_context
 
     cpu = torch.device("cpu")

@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fruitseg.hub import has_fast_bfloat16
+from fruitseg.device import has_fast_bfloat16
 from fruitseg.models import FruitsClassificationModel
 from fruitseg.models.winograd import WinogradClassifier, WinogradConvReLUPool, winograd_matrices
-from fruitseg.predictors import Classifier, fold_batchnorm
+from fruitseg.models.classifier import fold_batchnorm
+from fruitseg.predictors import Classifier
 
 
 def trained_looking_model() -> FruitsClassificationModel:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fruitseg.hub import has_fast_bfloat16
+from fruitseg.device import has_fast_bfloat16
 
 
 def cpu_model() -> str:

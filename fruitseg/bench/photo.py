@@ -13,7 +13,6 @@ Three timings, all interleaved in the same rounds with their baseline:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

@@ -22,7 +22,7 @@ def load_segmenter(device: str | None, log: Callable[[str], None] = print) -> Se
     try:
         return Segmenter.load(device)
     except Exception as error:  # no checkpoint yet (e.g. while it trains)
-        from fruitseg.hub import select_device
+        from fruitseg.device import select_device
         from fruitseg.models import FCNTransformerNet
 
         log(f"segmenter: no weights ({type(error).__name__}: {str(error).splitlines()[0][:120]}); using an UNTRAINED light model")

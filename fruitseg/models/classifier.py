@@ -8,10 +8,12 @@ and 128 channels take a (B, 3, 100, 100) image to (B, 128, 12, 12); a Linear lay
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.labels import FRUITS360_CLASSES
 from fruitseg.models.hub_mixin import FruitsegHubMixin
@@ -84,9 +86,18 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
         return self.forward_head(self.forward_features(x))
 
 
+def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
+    """A copy of ``model`` (in eval mode) whose Conv2d+BatchNorm2d pairs are one Conv2d."""
+    fused = copy.deepcopy(model).eval()
+    for block in (fused.layer1, fused.layer2, fused.layer3):
+        block[0] = fuse_conv_bn_eval(block[0], block[1])
+        block[1] = nn.Identity()
+    return fused
+
+
 def folded_convolutions(model: FruitsClassificationModel) -> list[nn.Conv2d]:
     """The three convolutions of ``model`` after its BatchNorm layers were folded into them
-    (``fruitseg.predictors.fold_batchnorm``): what the fast inference paths are built from."""
+    (:func:`fold_batchnorm`): what the fast inference paths are built from."""
     blocks = (model.layer1, model.layer2, model.layer3)
     if any(isinstance(layer, nn.BatchNorm2d) for block in blocks for layer in block):
         raise ValueError("fold the BatchNorm layers into the convolutions first")

@@ -82,7 +82,7 @@ def quantize_conv(conv: nn.Conv2d, scale: float, zero_point: int) -> ConvReLU2d:
 
 class Int8Classifier(nn.Module):
     """The eval-mode ``folded`` model (BatchNorm already folded into the convolutions,
-    ``fruitseg.predictors.fold_batchnorm``) with int8 convolutions:
+    ``fruitseg.models.classifier.fold_batchnorm``) with int8 convolutions:
     (B, 3, 100, 100) float32 -> (B, num_classes) float32 logits."""
 
     def __init__(self, folded: FruitsClassificationModel, calibration: dict[str, list[float]]):

@@ -120,7 +120,7 @@ class WinogradConvReLUPool(nn.Module):
 
 class WinogradClassifier(nn.Module):
     """The eval-mode ``model``, its BatchNorm already folded into the convolutions
-    (``fruitseg.predictors.fold_batchnorm``), as a float32 CPU forward:
+    (``fruitseg.models.classifier.fold_batchnorm``), as a float32 CPU forward:
     (B, 3, 100, 100) float32 -> (B, num_classes) logits."""
 
     def __init__(self, model: FruitsClassificationModel, micro_batch: int = MICRO_BATCH):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fruitseg.data.fruits360 import list_images, load_rgb_array, split_by_frame_blocks
 from fruitseg.models.classifier import FruitsClassificationModel
 from fruitseg.models.quantized import calibrate
-from fruitseg.predictors import fold_batchnorm
+from fruitseg.models.classifier import fold_batchnorm
 from fruitseg.train.augment import augment, fruit_masks, normalise, to_float
 
 CALIBRATION_IMAGES = 2000

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fruitseg.hub import has_fast_bfloat16
+from fruitseg.device import has_fast_bfloat16
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -80,7 +80,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def autocast_context(device: torch.device, amp: str):
     """A factory of autocast contexts: ``amp`` is "bf16", "none" (float32) or "auto"
-    (bf16 where ``device`` runs it natively, see :func:`fruitseg.hub.has_fast_bfloat16`)."""
+    (bf16 where ``device`` runs it natively, see :func:`fruitseg.device.has_fast_bfloat16`)."""
     if amp == "auto":
         amp = "bf16" if has_fast_bfloat16(device) else "none"
     dtype = torch.bfloat16 if amp == "bf16" else None

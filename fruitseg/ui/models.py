@@ -47,7 +47,7 @@ class Models:
 
 
 def load_models(device: str | None = None) -> Models:
-    """Load the three models (GPU when there is one, see ``fruitseg.hub.select_device``)."""
+    """Load the three models (GPU when there is one, see ``fruitseg.device.select_device``)."""
     classifier = Classifier.load(device)
     segmenter = Segmenter.load(device)
     models = Models(classifier, segmenter, PhotoClassifier.load(device))
