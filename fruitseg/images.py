@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "MAX_ASPECT_RATIO",
@@ -49,6 +50,9 @@ __all__ = [
     "downscale",
     "image_to_array",
 ]
+
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+"""File name endings of the image files the project lists in folders (examples, data sets)."""
 
 MAX_FILE_BYTES: Final = 20 * 1024 * 1024
 """Files larger than this (20 MiB, the app's upload limit) are refused before being parsed."""

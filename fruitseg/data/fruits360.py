@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fruitseg.images import IMAGE_SUFFIXES
 from fruitseg.labels import FRUITS360_CLASSES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 _FRAME = re.compile(r"^(?P<rot>r\d*_)?(?P<n>\d+)_100\.jpg$", re.IGNORECASE)
 
 

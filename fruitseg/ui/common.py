@@ -23,12 +23,11 @@ from gradio import utils as gradio_utils
 from gradio_client import utils as client_utils
 from PIL import Image
 
-from fruitseg.images import MAX_FILE_BYTES, InvalidImageError, load_image
+from fruitseg.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, InvalidImageError, load_image
 
 log = logging.getLogger("fruitseg")
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 MAX_SIDE = 1024  # images are analysed with their longer side at most this
 OUTPUT_TTL_S = 3600  # generated files older than this are removed
 MAX_DATA_URL_CHARS = 4 * math.ceil(MAX_FILE_BYTES / 3) + 256  # a base64 data URL of a MAX_FILE_BYTES file
