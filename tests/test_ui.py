@@ -14,7 +14,7 @@ from PIL import Image
 
 from fruitseg.labels import FRUITS360_KINDS, kind_of
 from fruitseg.ui import charts, classify, common, lmd, lmd_inputs, render, segment
-from fruitseg.ui.models import Models
+from fruitseg.ui.state import Models
 
 CAPTION = re.compile(r"^.+ \d+(\.\d)?%$")  # "Banana 97%"
 

@@ -17,7 +17,7 @@ from fruitseg.predictors import Classifier
 
 def bench_models(device: str | None = None, log: Callable[[str], None] = print):
     """The app's ``Models``: the shipped weights, or the untrained segmenter stand-in (flagged)."""
-    from fruitseg.ui.models import Models
+    from fruitseg.ui.state import Models
 
     segmenter = load_segmenter(device, log)
     return Models(Classifier.load(device), segmenter), bool(getattr(segmenter, "untrained", False))

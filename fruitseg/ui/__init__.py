@@ -5,6 +5,6 @@ UI code only: models are reached through ``fruitseg.predictors`` / ``fruitseg.pi
 """
 
 from fruitseg.ui.blocks import build_demo, launch, launch_options
-from fruitseg.ui.models import Models, load_models
+from fruitseg.ui.state import Models, load_models
 
 __all__ = ["Models", "build_demo", "launch", "launch_options", "load_models"]

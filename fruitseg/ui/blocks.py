@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse
 from fruitseg.images import MAX_FILE_BYTES
 from fruitseg.ui import classify, lmd, segment
 from fruitseg.ui.common import MAX_DATA_URL_CHARS, guard_inputs
-from fruitseg.ui.models import Models, load_models
+from fruitseg.ui.state import Models, load_models
 
 log = logging.getLogger("fruitseg")
 

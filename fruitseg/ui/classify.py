@@ -28,7 +28,7 @@ from PIL import Image
 from fruitseg.pipeline import Fruit, studio_photo
 from fruitseg.predictors import Prediction
 from fruitseg.ui.common import Stopwatch, example_images, image_input, read_image, user_errors
-from fruitseg.ui.models import Models
+from fruitseg.ui.state import Models
 from fruitseg.ui.render import caption, label_dict, percent
 
 THRESHOLD = 0.5  # fruit probability above which a pixel counts as fruit

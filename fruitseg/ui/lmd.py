@@ -29,7 +29,7 @@ from fruitseg.ui.lmd_inputs import (
     check_beta, check_T, clamp_classes, class_choices, major_ids_from_counts, photo_table, preset_table, repair_table,
     resize_table, resolve_manual, resolve_target,
 )  # fmt: skip
-from fruitseg.ui.models import Models
+from fruitseg.ui.state import Models
 
 DEFAULT_CLASSES = 6
 DEFAULT_T, DEFAULT_BETA = 2.0, 1.0

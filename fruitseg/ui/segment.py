@@ -33,7 +33,7 @@ from fruitseg.ui.common import (
     save_png,
     user_errors,
 )
-from fruitseg.ui.models import Models
+from fruitseg.ui.state import Models
 from fruitseg.ui.render import caption, draw_overlay, label_dict, label_map_from_masks, mask_image, percent
 
 THRESHOLD = 0.5

@@ -1,4 +1,4 @@
-"""The models the app serves, loaded once at start-up, and how the page describes them."""
+"""The app's state: the models it serves, loaded once at start-up, and how the page describes them."""
 
 from __future__ import annotations
 
