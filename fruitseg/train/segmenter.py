@@ -1,9 +1,9 @@
 """Train FCNTransformerNet on composite fruit scenes (fruit vs background).
 
-CPU (what ships, the ``light`` preset):
+CPU, the ``light`` preset from scratch on composites (``checkpoints/segmenter-light``):
 
     python -m fruitseg.train segmenter --data ../shared/data/fruits360/Training \
-        --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter
+        --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter-light
 
 The original configuration (FCN-ResNet50 body, d_model 2048, 6 layers) on GPUs, with
 ImageNet backbone weights, 512x512 scenes and DistributedDataParallel:
@@ -11,12 +11,13 @@ ImageNet backbone weights, 512x512 scenes and DistributedDataParallel:
     torchrun --nproc_per_node=4 -m fruitseg.train segmenter --preset original \
         --pretrained-backbone --size 512 --batch-size 8 --epochs 30 --workers 6 ...
 
-For real photos (the ``lite0`` preset: ImageNet EfficientNet-Lite0 encoder), on the
-photo-like scene mix with a few real masked photos in every batch:
+What ships (``checkpoints/segmenter``), for real photos: the ``lite0`` preset (ImageNet
+EfficientNet-Lite0 encoder) on the photo-like scene mix with a few real masked photos in
+every batch:
 
     python -m fruitseg.train segmenter --preset lite0 --pretrained-backbone --photo-like \
         --real-masks ../shared/data/real-masks/train --data ../shared/data/fruits360/Training \
-        --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter-lite0
+        --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter
 
 Scenes are generated on the fly (`fruitseg.data.scenes`): training scenes use the
 training-split fruits and backgrounds, validation scenes a fixed seed over the held-out
