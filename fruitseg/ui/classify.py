@@ -181,7 +181,7 @@ def build(models: Models) -> None:
                            render=False)
     status = gr.Markdown(elem_id="classify-status", render=False)
     gallery = gr.Gallery(
-        label="Each fruit found (what the photo classifier saw)",
+        label="Each fruit found (what the classifier that answers saw)",
         columns=4,
         fit_columns=False,
         height=200,
