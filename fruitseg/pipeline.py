@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from fruitseg.instances import context_crop, cut_out, split_fruits
+from fruitseg.instances import FruitRegion, context_crop, cut_out, split_fruits
 from fruitseg.predictors import Classifier, PhotoClassifier, Prediction, Segmenter
 from fruitseg.white_paper import flood_fill_mask, on_white_background
 
@@ -103,6 +103,7 @@ class FruitPipeline:
         threshold: float = 0.5,
         top_k: int = 5,
         probability: np.ndarray | None = None,
+        regions: list[FruitRegion] | None = None,
     ) -> Analysis:
         """Segment ``image``, split the mask into fruits, classify each cut-out (surest first).
 
@@ -110,10 +111,13 @@ class FruitPipeline:
         example by :meth:`segment`). When given, the segmenter does not run and this map is
         split at ``threshold`` instead, so a new threshold costs only the splitting and the
         classifier. It is used as given and returned as ``Analysis.probability``.
+        ``regions``: that map already split at ``threshold`` (``split_fruits``), so that a
+        second classifier on the same photo does not split it again.
         """
         if probability is None:
             probability = self.segment(image)
-        regions = split_fruits(probability, threshold=threshold)
+        if regions is None:
+            regions = split_fruits(probability, threshold=threshold)
         in_context = self.classifier.sees == PhotoClassifier.sees
         crops = [context_crop(image, region.box) if in_context else cut_out(image, region.mask) for region in regions]
         predictions = self.classifier.predict(crops + [image] if in_context else crops, top_k=top_k)

@@ -25,6 +25,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
+from fruitseg.instances import split_fruits
 from fruitseg.pipeline import Fruit, studio_photo
 from fruitseg.predictors import Prediction
 from fruitseg.ui.common import Stopwatch, example_images, image_input, read_image, user_errors
@@ -92,12 +93,12 @@ def classify_image(models: Models, image: Image.Image, threshold: float = THRESH
     headline, except on a studio photo on white, where the Fruits-360 CNN's is."""
     with Stopwatch() as watch:
         probability = models.pipeline.segment(image)
-        cnn = models.pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability)
+        regions = split_fruits(probability, threshold=threshold)  # once, for both classifiers
+        cnn = models.pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability, regions=regions)
         cnn_answer = cnn.fruits[0].prediction if cnn.fruits else models.classifier.predict([image], top_k=top_k)[0]
         photo = None
         if models.photo_pipeline is not None:
-            # the same map split at the same threshold: the same fruits, in the same order
-            photo = models.photo_pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability)
+            photo = models.photo_pipeline.analyze(image, top_k=top_k, probability=probability, regions=regions)
         if photo is not None and not studio_photo(image):
             fruits, answer, model = photo.fruits, photo.answer, PHOTO_MODEL
         else:
