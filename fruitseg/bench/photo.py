@@ -22,7 +22,7 @@ from PIL import Image
 from fruitseg.bench.inputs import ROOT
 from fruitseg.bench.timing import interleaved, ratio, summarize
 from fruitseg.pipeline import FruitPipeline
-from fruitseg.predictors import PhotoClassifier, Segmenter, to_tensor
+from fruitseg.predictors import PhotoClassifier, Segmenter
 
 PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 
@@ -34,10 +34,8 @@ def one_fruit_photo(size: tuple[int, int] = (1024, 768)) -> Image.Image:
 
 
 def plain_logits(classifier: PhotoClassifier, images: list[Image.Image]) -> np.ndarray:
-    model = classifier.model
-    size = model.image_size
-    x = to_tensor([image.resize((size, size), Image.BILINEAR) for image in images], model.mean, model.std)
-    return model(x.to(classifier.device).contiguous()).detach().float().cpu().numpy()
+    """The same weights and preprocessing the plain way: NCHW memory, grad mode on."""
+    return classifier.model(classifier.preprocess(images).contiguous()).detach().float().cpu().numpy()
 
 
 def bench_photo(quick: bool = False, device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:

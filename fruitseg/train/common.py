@@ -91,6 +91,13 @@ def autocast_context(device: torch.device, amp: str):
     return autocast
 
 
+def normalise(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """(B, 3, H, W) float RGB in [0, 1] -> scaled by the ``mean`` / ``std`` of ``model``'s config."""
+    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 class WeightAverage:
     """An exponential moving average of a model's weights and buffers (as timm's ModelEmaV2).
 

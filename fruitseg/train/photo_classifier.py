@@ -103,9 +103,8 @@ def split_photos(photos: str) -> tuple[list, list]:
 
 
 def normalise(x: torch.Tensor, model: EfficientNetFruitClassifier) -> torch.Tensor:
-    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
-    return ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+    """uint8 (B, 3, H, W) -> the model's normalised float input, channels-last."""
+    return common.normalise(x.float() / 255, model).contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

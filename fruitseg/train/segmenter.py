@@ -86,12 +86,6 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * inter + 1) / (fruit.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) + 1)).mean()
 
 
-def normalise(x: torch.Tensor, model: FCNTransformerNet) -> torch.Tensor:
-    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 @torch.inference_mode()
 def evaluate(model, loader, device, autocast, dist: common.Distributed) -> dict:
     """Fruit IoU and pixel accuracy summed over the whole validation set."""
@@ -100,7 +94,7 @@ def evaluate(model, loader, device, autocast, dist: common.Distributed) -> dict:
     for images, masks in tqdm(loader, desc="val", leave=False, disable=not dist.is_main):
         images, masks = images.to(device), masks.to(device)
         with autocast():
-            pred = model(normalise(images, common.unwrap(model))).argmax(dim=1)
+            pred = model(common.normalise(images, common.unwrap(model))).argmax(dim=1)
         fruit, truth = pred == 1, masks == 1
         totals += torch.tensor(
             [(fruit & truth).sum().item(), (fruit | truth).sum().item(), (pred == masks).sum().item(), masks.numel()],
@@ -175,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
                 images, masks = torch.cat([images, real_images]), torch.cat([masks, real_masks])
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
             with autocast():
-                logits = ddp_model(normalise(images, model))
+                logits = ddp_model(common.normalise(images, model))
             loss = F.cross_entropy(logits.float(), masks) + dice_loss(logits, masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
