@@ -140,7 +140,6 @@ def evaluate_real_masks(pipeline, folder: str | Path, grabcut: bool = True) -> d
     from fruitseg.data.real_masks import load_pair, mask_pairs, source_of
 
     sums: dict[str, dict[str, np.ndarray]] = {}
-    methods = ("segmenter", "grabcut") if grabcut else ("segmenter",)
     for photo, mask in tqdm(mask_pairs(folder), desc="real photos", unit="photo"):
         image, truth = load_pair(photo, mask)
         predictions = {"segmenter": pipeline.segment(Image.fromarray(image)) >= 0.5}
@@ -202,6 +201,7 @@ def evaluate_kinds(segmenter: Segmenter, classifiers: dict, items: list[tuple[Pa
     photo; ``surest_fruit`` the segmenter's surest fruit (the whole photo when none).
     """
     from fruitseg.images import load_image
+    from fruitseg.instances import split_fruits
     from fruitseg.pipeline import FruitPipeline
 
     pipelines = {name: FruitPipeline(c, segmenter) for name, c in classifiers.items()}
@@ -209,8 +209,9 @@ def evaluate_kinds(segmenter: Segmenter, classifiers: dict, items: list[tuple[Pa
     for path, truth in tqdm(items, desc="photos", unit="photo"):
         image = load_image(path)
         probability = next(iter(pipelines.values())).segment(image)
+        regions = split_fruits(probability)  # once, for every classifier
         for name, pipeline in pipelines.items():
-            analysis = pipeline.analyze(image, probability=probability)
+            analysis = pipeline.analyze(image, probability=probability, regions=regions)
             whole = analysis.whole_image or pipeline.classifier.predict([image])[0]
             surest = analysis.fruits[0].prediction if analysis.fruits else whole
             answer = analysis.answer or whole

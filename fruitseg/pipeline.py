@@ -69,9 +69,11 @@ class Analysis:
 
     @property
     def answer(self) -> Prediction | None:
-        """The headline: the surest kind among the fruits found and the whole photo."""
-        candidates = [f.prediction for f in self.fruits] + ([self.whole_image] if self.whole_image else [])
-        return max(candidates, key=lambda p: p.kind_score, default=None)
+        """The headline: with a whole-photo answer (the photo classifier), the surest kind among
+        the fruits found and the whole photo; else the segmenter's surest fruit (None if none)."""
+        if self.whole_image is None:
+            return self.fruits[0].prediction if self.fruits else None
+        return max([f.prediction for f in self.fruits] + [self.whole_image], key=lambda p: p.kind_score)
 
 
 def studio_photo(image: Image.Image) -> bool:

@@ -95,7 +95,7 @@ def classify_image(models: Models, image: Image.Image, threshold: float = THRESH
         probability = models.pipeline.segment(image)
         regions = split_fruits(probability, threshold=threshold)  # once, for both classifiers
         cnn = models.pipeline.analyze(image, threshold=threshold, top_k=top_k, probability=probability, regions=regions)
-        cnn_answer = cnn.fruits[0].prediction if cnn.fruits else models.classifier.predict([image], top_k=top_k)[0]
+        cnn_answer = cnn.answer or models.classifier.predict([image], top_k=top_k)[0]
         photo = None
         if models.photo_pipeline is not None:
             photo = models.photo_pipeline.analyze(image, top_k=top_k, probability=probability, regions=regions)
