@@ -19,7 +19,7 @@ from fruitseg.data.backgrounds import BackgroundBank
 from fruitseg.data.fruit_bank import FruitBank, flat_fruit_items
 from fruitseg.data.fruits360 import FruitImage
 from fruitseg.data.masks import fruit_mask, near_white, soft_alpha
-from fruitseg.data.scenes import Scene, SceneDataset, make_scene, save_scene_grid
+from fruitseg.data.scenes import Scene, SceneDataset, make_scene, photo_like_scene, save_scene_grid
 from fruitseg.labels import FRUITS360_CLASSES
 
 FRUITS_DIR = ROOT / "tests" / "fixtures" / "fruits"
@@ -334,3 +334,30 @@ def test_scene_dataset_with_workers(fruits, backgrounds):
     images, masks = batches[1]
     assert images.shape == (2, 3, 48, 48) and masks.shape == (2, 48, 48)
     assert torch.equal(images[0], data[2][0]) and torch.equal(masks[1], data[3][1])
+
+
+def test_photo_like_scenes_keep_exact_masks(fruits, backgrounds):
+    seen = set()
+    for i in range(40):
+        scene = photo_like_scene(np.random.default_rng([11, i]), fruits, backgrounds, (128, 128))
+        assert np.array_equal(scene.mask == 1, scene.instances > 0)
+        assert len(scene.boxes) == len(scene.labels) == scene.instances.max()
+        sizes = np.bincount(scene.instances.ravel())[1:]
+        assert (sizes >= 30).all()
+        seen.add(len(scene.labels) > 8)
+    assert seen == {True, False}, "piles hold more fruits than the plain scatter"
+
+
+def test_a_tree_canopy_is_leaves_not_fruit(fruits):
+    white = BackgroundBank(None, white_prob=1.0)
+    for i in range(6):
+        bare = make_scene(np.random.default_rng([4, i]), fruits, white, (128, 128), degrade=False, max_fruits=3)
+        tree = make_scene(np.random.default_rng([4, i]), fruits, white, (128, 128), degrade=False, max_fruits=3,
+                          foliage=40)
+        for scene in (bare, tree):
+            assert np.array_equal(scene.mask == 1, scene.instances > 0)
+        outside = ~ndimage.binary_dilation(tree.mask > 0, iterations=3)
+        r, g, b = (tree.image[outside].astype(int)[:, c] for c in range(3))
+        assert ((g > r + 20) & (g > b + 20)).mean() > 0.6, "the background is a canopy of green leaves"
+        r, g, b = (bare.image[~ndimage.binary_dilation(bare.mask > 0, iterations=3)].astype(int)[:, c] for c in range(3))
+        assert ((g > r + 20) & (g > b + 20)).mean() < 0.05

@@ -94,6 +94,7 @@ def make_scene(
     diameter_range: tuple[float, float] | None = None,
     container: bool = False,
     leaves: int = 0,
+    foliage: int = 0,
 ) -> Scene:
     """A random scene of ``min_fruits``..``max_fruits`` fruits on a random background.
 
@@ -115,7 +116,9 @@ def make_scene(
     (fractions of the shorter side) overrides the fruit sizes: (0.8, 1.5) fills or overflows
     the frame, (0.15, 0.3) with many fruits makes a dense pile. ``container`` first draws a
     plate or bowl (an ellipse with a rim and shading) under the fruits; ``leaves`` lays that
-    many leaf shapes over them at the end. Containers and leaves are never fruit in the mask.
+    many leaf shapes over them at the end; ``foliage`` first covers the background with that
+    many leaves (a tree's canopy, fruit hanging in it). Containers and leaves are never fruit
+    in the mask.
     """
     h, w = int(size[0]), int(size[1])
     short = min(h, w)
@@ -137,6 +140,8 @@ def make_scene(
     base = math.exp(rng.uniform(math.log(lo), math.log(max(hi, lo * 1.01))))
     if container:
         _draw_container(rng, canvas)
+    for _ in range(foliage):
+        _draw_leaf(rng, canvas, instances, counts)
     classes = fruits.classes if classes is None else np.asarray(classes, dtype=np.int64)
     # one light per scene: direction, cast-shadow length/softness/strength
     light = rng.uniform(0, 2 * math.pi)
@@ -265,20 +270,29 @@ def _draw_leaf(rng: np.random.Generator, canvas: np.ndarray, instances: np.ndarr
     length = min(h, w) * rng.uniform(0.15, 0.45)
     centre = np.array([rng.uniform(0, w), rng.uniform(0, h)])
     angle = rng.uniform(0, 180)
-    leaf = np.zeros((h, w), np.float32)
-    cv2.ellipse(leaf, (int(centre[0]), int(centre[1])), (int(length / 2), int(length * rng.uniform(0.15, 0.3))), angle,
-                0, 360, 1.0, -1, cv2.LINE_AA)
+    half_width = rng.uniform(0.15, 0.3)
     green = np.array([rng.uniform(20, 90), rng.uniform(80, 170), rng.uniform(10, 60)], np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # work in the leaf's bounding square only
+    reach = int(length / 2) + 2
+    x0, y0 = max(int(centre[0]) - reach, 0), max(int(centre[1]) - reach, 0)
+    x1, y1 = min(int(centre[0]) + reach + 1, w), min(int(centre[1]) + reach + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    leaf = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.ellipse(leaf, (int(centre[0]) - x0, int(centre[1]) - y0), (int(length / 2), int(length * half_width)), angle,
+                0, 360, 1.0, -1, cv2.LINE_AA)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     along = (xx - centre[0]) * math.cos(math.radians(angle)) + (yy - centre[1]) * math.sin(math.radians(angle))
     across = -(xx - centre[0]) * math.sin(math.radians(angle)) + (yy - centre[1]) * math.cos(math.radians(angle))
     texture = 1 + 0.12 * np.sin(along / max(length, 1) * 12) - 0.25 * (np.abs(across) < max(1.0, length * 0.01))
-    canvas += (green * texture[..., None] - canvas) * leaf[..., None]
+    region = canvas[y0:y1, x0:x1]
+    region += (green * texture[..., None] - region) * leaf[..., None]
     hidden = leaf >= 0.5
-    covered = np.bincount(instances[hidden], minlength=len(counts))
+    below = instances[y0:y1, x0:x1]
+    covered = np.bincount(below[hidden], minlength=len(counts))
     for k in np.flatnonzero(covered[1:]) + 1:
         counts[k] -= int(covered[k])
-    instances[hidden] = 0
+    below[hidden] = 0
     for k in range(1, len(counts)):  # a fruit left with a sliver is dropped from the mask
         if 0 < counts[k] < MIN_VISIBLE_PX:
             instances[instances == k] = 0
@@ -309,13 +323,14 @@ def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- photo-like mix
 
 # What real photos show and the plain scatter of make_scene misses, with exact masks.
-PHOTO_MIX: dict[str, float] = {"scatter": 0.25, "fill": 0.2, "pile": 0.25, "bowl": 0.15, "leaves": 0.15}
+PHOTO_MIX: dict[str, float] = {"scatter": 0.25, "fill": 0.2, "pile": 0.25, "bowl": 0.15, "leaves": 0.15, "tree": 0.1}
 
 
 def photo_like_scene(rng: np.random.Generator, fruits: FruitBank, backgrounds: BackgroundBank, size: tuple[int, int]) -> Scene:
     """A scene of one kind drawn from :data:`PHOTO_MIX`: the plain scatter (sometimes on a plate,
     sometimes under a leaf or two), fruit that fills or overflows the frame, a dense pile of
-    one class (a market crate), fruit in a bowl, fruit among leaves."""
+    one class (a market crate), fruit in a bowl, fruit among leaves, fruit of one class
+    hanging in a tree's canopy (leaves behind and in front of it)."""
     kind = rng.choice(list(PHOTO_MIX), p=np.array(list(PHOTO_MIX.values())) / sum(PHOTO_MIX.values()))
     one_class = [int(fruits.classes[rng.integers(len(fruits.classes))])]
     if kind == "fill":
@@ -327,6 +342,9 @@ def photo_like_scene(rng: np.random.Generator, fruits: FruitBank, backgrounds: B
         return make_scene(rng, fruits, backgrounds, size, min_fruits=3, max_fruits=8, diameter_range=(0.15, 0.35), container=True)
     if kind == "leaves":
         return make_scene(rng, fruits, backgrounds, size, max_fruits=4, leaves=int(rng.integers(2, 7)))
+    if kind == "tree":
+        return make_scene(rng, fruits, backgrounds, size, min_fruits=2, max_fruits=12, diameter_range=(0.06, 0.22),
+                          classes=one_class, foliage=int(rng.integers(25, 60)), leaves=int(rng.integers(3, 12)))
     return make_scene(rng, fruits, backgrounds, size, container=rng.random() < 0.3, leaves=int(rng.random() < 0.2))
 
 
