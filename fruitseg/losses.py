@@ -44,16 +44,16 @@ precision. Masks are built on the logits' device, so the code runs on CPU and CU
 The teacher is a fixed target: its logits are detached, so no gradient reaches them (in the
 reference code the gradient into a masked teacher logit is NaN, from ``0 * log 0``).
 
-:func:`lmd_breakdown` evaluates one sample from plain Python numbers for the app's
-"LMD loss explorer" and returns the terms, the distributions and the gradients as JSON-able
-values.
+:func:`lmd_logits` returns the masked, temperature-scaled logits LMD compares (the app's
+"LMD loss explorer" draws their softmax); :func:`kind_nll_loss` trains a class-level model on
+images labelled by kind only.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -63,9 +63,14 @@ from torch import Tensor, nn
 __all__ = [
     "MASK_OFFSET",
     "LMDLoss",
+    "MajorLabels",
     "kd_loss",
-    "lmd_breakdown",
+    "kind_log_softmax",
+    "kind_membership",
+    "kind_nll_loss",
     "lmd_criterion",
+    "lmd_logits",
+    "major_class_mask",
     "major_labels_from_counts",
     "ntd_loss",
 ]
@@ -136,8 +141,14 @@ def _true_class_mask(target: Tensor, like: Tensor) -> Tensor:
     return F.one_hot(target.long(), num_classes).to(like.dtype)
 
 
-def _major_mask(major_labels: MajorLabels, num_classes: int, like: Tensor) -> Tensor:
-    """The major classes as a 0/1 vector of shape (C,) with ``like``'s dtype and device."""
+def major_class_mask(major_labels: MajorLabels, num_classes: int) -> Tensor:
+    """The client's major classes as a boolean mask of shape (C,).
+
+    ``major_labels`` are class ids (1-D integer tensor/array, list or tuple; possibly empty) or
+    a boolean mask of length C; a boolean tensor is a mask, an integer tensor holds ids. The
+    mask is on the device of a tensor input. ``ValueError`` for ids outside [0, C), a boolean
+    mask of the wrong length, or anything else.
+    """
     labels = major_labels
     if not isinstance(labels, Tensor):
         labels = torch.as_tensor(np.asarray(labels))
@@ -147,9 +158,9 @@ def _major_mask(major_labels: MajorLabels, num_classes: int, like: Tensor) -> Te
                 f"a boolean major_labels mask must have shape ({num_classes},), "
                 f"got {tuple(labels.shape)}"
             )
-        return labels.to(device=like.device, dtype=like.dtype)
+        return labels
 
-    mask = torch.zeros(num_classes, dtype=like.dtype, device=like.device)
+    mask = torch.zeros(num_classes, dtype=torch.bool, device=labels.device)
     if labels.numel() == 0:
         return mask
     if labels.ndim > 1 or labels.is_floating_point() or labels.is_complex():
@@ -157,11 +168,16 @@ def _major_mask(major_labels: MajorLabels, num_classes: int, like: Tensor) -> Te
             "major_labels must be integer class ids (1-D) or a boolean mask of length "
             f"{num_classes}; got dtype {labels.dtype} and shape {tuple(labels.shape)}"
         )
-    ids = labels.reshape(-1).to(device=like.device, dtype=torch.long)
+    ids = labels.reshape(-1).long()
     if bool(((ids < 0) | (ids >= num_classes)).any()):
         raise ValueError(f"major_labels ids must be in [0, {num_classes}), got {ids.tolist()}")
-    mask[ids] = 1
+    mask[ids] = True
     return mask
+
+
+def _major_mask(major_labels: MajorLabels, num_classes: int, like: Tensor) -> Tensor:
+    """:func:`major_class_mask` as a 0/1 vector with ``like``'s dtype and device."""
+    return major_class_mask(major_labels, num_classes).to(device=like.device, dtype=like.dtype)
 
 
 # --------------------------------------------------------------------------- the losses
@@ -175,11 +191,6 @@ def _masked(logits: Tensor, T: float, *masks: Tensor) -> Tensor:
     return scaled
 
 
-def _lmd_logits(
-    student: Tensor, teacher: Tensor, gt_mask: Tensor, major_mask: Tensor, T: float
-) -> tuple[Tensor, Tensor]:
-    """What LMD compares: true class masked in both, major classes also masked in the teacher."""
-    return _masked(student, T, gt_mask), _masked(teacher, T, major_mask, gt_mask)
 
 
 def _distill(student_scaled: Tensor, teacher_scaled: Tensor, T: float) -> Tensor:
@@ -220,10 +231,28 @@ def lmd_criterion(
             mask of the wrong length, or T not finite and > 0.
     """
     T = _check_temperature(T)
+    return _distill(*lmd_logits(logits_student, logits_teacher, target, T, major_labels), T)
+
+
+def lmd_logits(
+    logits_student: Tensor,
+    logits_teacher: Tensor,
+    target: Tensor,
+    T: float,
+    major_labels: MajorLabels,
+) -> tuple[Tensor, Tensor]:
+    """What LMD compares: ``(student, teacher)`` logits divided by T, with the true class masked
+    in both and the major classes also masked in the teacher (``-1000`` each, as in the reference).
+
+    Their softmaxes are the distributions of :func:`lmd_criterion`'s KL term. Arguments, dtype
+    and errors as for :func:`lmd_criterion`; the teacher keeps its autograd graph (the loss
+    detaches it).
+    """
+    T = _check_temperature(T)
     student, teacher = _upcast_logits(logits_student, logits_teacher)
     gt_mask = _true_class_mask(target, like=student)
     major_mask = _major_mask(major_labels, student.shape[1], like=student)
-    return _distill(*_lmd_logits(student, teacher, gt_mask, major_mask, T), T)
+    return _masked(student, T, gt_mask), _masked(teacher, T, major_mask, gt_mask)
 
 
 def ntd_loss(logits_student: Tensor, logits_teacher: Tensor, target: Tensor, T: float) -> Tensor:
@@ -298,110 +327,6 @@ def major_labels_from_counts(counts: Sequence[float] | np.ndarray | Tensor) -> T
         raise ValueError(f"counts must be finite and >= 0, got {counts.tolist()}")
     # count > mean  <=>  count * C > sum, which is exact for integer counts.
     return torch.nonzero(counts * counts.numel() > counts.sum()).flatten()
-
-
-# --------------------------------------------------------------------------- the explorer
-
-
-def _as_logit_vector(name: str, values: Sequence[float] | np.ndarray) -> np.ndarray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a 1-D sequence of numbers") from error
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be finite, got {array.tolist()}")
-    return array
-
-
-def lmd_breakdown(
-    student_logits: Sequence[float] | np.ndarray,
-    teacher_logits: Sequence[float] | np.ndarray,
-    target: int,
-    T: float,
-    beta: float,
-    major_labels: MajorLabels,
-) -> dict[str, Any]:
-    """Every term of the loss for ONE sample, as plain floats and lists (JSON-able).
-
-    Args:
-        student_logits, teacher_logits: C >= 2 finite numbers each.
-        target: the true class id, in [0, C).
-        T: temperature, finite and > 0.  beta: distillation weight, finite and >= 0.
-        major_labels: class ids or a boolean mask of length C, as for :func:`lmd_criterion`.
-
-    Returns a dict (computed in float64) with
-        ``ce``, ``lmd`` (incl. T**2), ``total`` (ce + beta*lmd), ``kd``, ``ntd``,
-        ``kd_total`` (ce + beta*kd), ``ntd_total`` (ce + beta*ntd);
-        ``teacher_probs`` (the masked teacher distribution LMD uses), ``student_probs``
-        (softmax of student_logits / T with the true class masked, as in the loss),
-        ``teacher_probs_unmasked`` (softmax of teacher_logits / T, what KD uses),
-        ``student_probs_plain`` (softmax of student_logits, T = 1);
-        ``grad_total``, ``grad_ce``, ``grad_lmd`` (gradients w.r.t. the student logits, by
-        autograd); ``major_mask`` (C bools).
-
-    Raises:
-        ValueError: lengths differ, C < 2, non-finite logits, target not an integer in [0, C),
-            T or beta out of range, bad major_labels.
-    """
-    student_np = _as_logit_vector("student_logits", student_logits)
-    teacher_np = _as_logit_vector("teacher_logits", teacher_logits)
-    if student_np.shape != teacher_np.shape:
-        raise ValueError(
-            f"student_logits and teacher_logits differ in length: "
-            f"{student_np.size} != {teacher_np.size}"
-        )
-    num_classes = student_np.size
-    if num_classes < 2:
-        raise ValueError(f"need at least 2 classes, got {num_classes}")
-    if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
-        raise ValueError(f"target must be an integer class id, got {target!r}")
-    if not 0 <= target < num_classes:
-        raise ValueError(f"target must be in [0, {num_classes}), got {target}")
-    T, beta = _check_temperature(T), _check_beta(beta)
-
-    student = torch.tensor(student_np).unsqueeze(0).requires_grad_()
-    teacher = torch.tensor(teacher_np).unsqueeze(0)
-    target_t = torch.tensor([int(target)])
-    gt_mask = F.one_hot(target_t, num_classes).to(torch.float64)
-    major_mask = _major_mask(major_labels, num_classes, like=teacher)
-
-    student_scaled, teacher_scaled = _lmd_logits(student, teacher, gt_mask, major_mask, T)
-    ce = F.cross_entropy(student, target_t)
-    lmd = _distill(student_scaled, teacher_scaled, T)
-    total = ce + beta * lmd
-    grad_ce, grad_lmd, grad_total = (
-        torch.autograd.grad(term, student, retain_graph=True)[0] for term in (ce, lmd, total)
-    )
-    with torch.no_grad():
-        kd = float(kd_loss(student, teacher, T))
-        ntd = float(ntd_loss(student, teacher, target_t, T))
-        probs = {
-            "teacher_probs": F.softmax(teacher_scaled, dim=1),
-            "student_probs": F.log_softmax(student_scaled, dim=1).exp(),
-            "teacher_probs_unmasked": F.softmax(teacher / T, dim=1),
-            "student_probs_plain": F.softmax(student, dim=1),
-        }
-
-    def as_list(x: Tensor) -> list[float]:
-        return x.detach().reshape(-1).tolist()
-
-    ce_value, lmd_value, total_value = (float(x.detach()) for x in (ce, lmd, total))
-    return {
-        "ce": ce_value,
-        "lmd": lmd_value,
-        "total": total_value,
-        "kd": kd,
-        "ntd": ntd,
-        "kd_total": ce_value + beta * kd,
-        "ntd_total": ce_value + beta * ntd,
-        **{name: as_list(p) for name, p in probs.items()},
-        "grad_total": as_list(grad_total),
-        "grad_ce": as_list(grad_ce),
-        "grad_lmd": as_list(grad_lmd),
-        "major_mask": [bool(m) for m in major_mask.tolist()],
-    }
 
 
 # --------------------------------------------------------------------------- kinds

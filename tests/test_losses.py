@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -14,8 +13,9 @@ from torch import nn
 from fruitseg.losses import (
     LMDLoss,
     kd_loss,
-    lmd_breakdown,
     lmd_criterion,
+    lmd_logits,
+    major_class_mask,
     major_labels_from_counts,
     ntd_loss,
 )
@@ -63,10 +63,10 @@ def test_hand_worked_three_classes():
     total = LMDLoss(3, tau=1.0, beta=0.5)(student, target, teacher, [1])
     assert total.item() == pytest.approx(expected_ce + 0.5 * expected_lmd, abs=1e-6)
 
-    result = lmd_breakdown([1, 2, 3], [3, 1, 0], 0, 1.0, 0.5, [1])
-    assert result["lmd"] == pytest.approx(expected_lmd, abs=1e-6)
-    assert result["ce"] == pytest.approx(expected_ce, abs=1e-6)
-    assert result["teacher_probs"] == pytest.approx([0.0, 0.0, 1.0], abs=1e-12)
+    student_scaled, teacher_scaled = lmd_logits(student, teacher, target, 1.0, [1])
+    assert F.softmax(teacher_scaled, 1)[0].tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-12)
+    q = F.softmax(student_scaled, 1)[0].tolist()
+    assert q == pytest.approx([0.0, math.exp(2) / (math.exp(2) + math.exp(3)), math.exp(3) / (math.exp(2) + math.exp(3))])
 
 
 def test_hand_worked_four_classes_with_temperature():
@@ -185,8 +185,9 @@ def test_every_class_but_the_true_one_major_gives_the_unmasked_teacher(dtype):
         p_true = F.softmax(t.double() / T, 1)[0, y].item()
         assert lmd.item() == pytest.approx(1000 * p_true * T**2, rel=0.05)
 
-    result = lmd_breakdown(student[0].tolist(), teacher[0].tolist(), 0, T, 1.0, [1, 2, 3])
-    assert result["teacher_probs"] == pytest.approx(result["teacher_probs_unmasked"], rel=1e-9)
+    _, masked_teacher = lmd_logits(student[:1].double(), teacher[:1].double(), target[:1], T, [1, 2, 3])
+    unmasked = F.softmax(teacher[:1].double() / T, 1)
+    torch.testing.assert_close(F.softmax(masked_teacher, 1), unmasked, rtol=1e-9, atol=0)
 
 
 def test_true_class_in_major_set_is_the_same_as_masking_it_once():
@@ -358,91 +359,25 @@ def test_major_labels_from_counts_errors(counts, message):
         major_labels_from_counts(counts)
 
 
-# --------------------------------------------------------------------------- lmd_breakdown
-
-
-def breakdown_example(C=6, seed=1):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=C) * 2, rng.normal(size=C) * 2
-
-
-def test_breakdown_agrees_with_the_tensor_api_and_is_json():
-    s, t = breakdown_example()
-    T, beta, target, major = 1.7, 0.6, 2, [0, 2, 5]
-    result = lmd_breakdown(s, t, target, T, beta, major)
-    json.dumps(result)
-    assert all(type(v) in (float, list) for v in result.values())
-
-    st, tt, y = torch.tensor(s)[None], torch.tensor(t)[None], torch.tensor([target])
-    assert result["ce"] == pytest.approx(F.cross_entropy(st, y).item(), rel=1e-12)
-    assert result["lmd"] == pytest.approx(lmd_criterion(st, tt, y, T, major).item(), rel=1e-12)
-    assert result["kd"] == pytest.approx(kd_loss(st, tt, T).item(), rel=1e-12)
-    assert result["ntd"] == pytest.approx(ntd_loss(st, tt, y, T).item(), rel=1e-12)
-    assert result["total"] == pytest.approx(result["ce"] + beta * result["lmd"], rel=1e-12)
-    assert result["kd_total"] == pytest.approx(result["ce"] + beta * result["kd"], rel=1e-12)
-    assert result["ntd_total"] == pytest.approx(result["ce"] + beta * result["ntd"], rel=1e-12)
-    assert result["major_mask"] == [True, False, True, False, False, True]
-
-    teacher, student = np.array(result["teacher_probs"]), np.array(result["student_probs"])
-    assert teacher.sum() == pytest.approx(1) and student.sum() == pytest.approx(1)
-    assert teacher[major].max() == 0 and student[target] == 0 and student[[0, 5]].min() > 0
-    assert result["teacher_probs_unmasked"] == pytest.approx((np.exp(t / T) / np.exp(t / T).sum()).tolist())
-    assert result["student_probs_plain"] == pytest.approx((np.exp(s) / np.exp(s).sum()).tolist())
-
-
-@pytest.mark.parametrize("major", [[], [1, 3], [0, 1, 2, 3, 4, 5], [False, True, True, True, True, True]])
-@pytest.mark.parametrize("T", [0.5, 2.0])
-def test_breakdown_gradients_match_finite_differences(major, T):
-    s, t = breakdown_example()
-    beta, target, h = 0.8, 0, 1e-6
-    result = lmd_breakdown(s, t, target, T, beta, major)
-    for key in ("total", "ce", "lmd"):
-        numeric = []
-        for c in range(len(s)):
-            up, down = s.copy(), s.copy()
-            up[c] += h
-            down[c] -= h
-            f = lambda x: lmd_breakdown(x, t, target, T, beta, major)[key]
-            numeric.append((f(up) - f(down)) / (2 * h))
-        np.testing.assert_allclose(result[f"grad_{key}"], numeric, rtol=1e-5, atol=1e-6)
-    grad_sum = np.add(result["grad_ce"], beta * np.array(result["grad_lmd"]))
-    np.testing.assert_allclose(result["grad_total"], grad_sum, rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize(
+    "major, expected",
+    [
+        ([], [False] * 4),
+        ([3, 1], [False, True, False, True]),
+        (np.array([2]), [False, False, True, False]),
+        (torch.tensor([0, 0]), [True, False, False, False]),
+        ([True, False, False, True], [True, False, False, True]),
+    ],
+)
+def test_major_class_mask(major, expected):
+    mask = major_class_mask(major, 4)
+    assert mask.dtype == torch.bool and mask.tolist() == expected
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(teacher_logits=[1.0, 2.0]), "differ in length: 3 != 2"),
-        (dict(student_logits=[1.0, math.nan, 0.0]), "student_logits must be finite"),
-        (dict(teacher_logits=[1.0, 0.0, math.inf]), "teacher_logits must be finite"),
-        (dict(student_logits=[[1.0, 2.0, 3.0]]), "student_logits must be 1-D"),
-        (dict(student_logits=["a", "b", "c"]), "student_logits must be a 1-D sequence of numbers"),
-        (dict(student_logits=[1.0], teacher_logits=[1.0], target=0), "at least 2 classes"),
-        (dict(target=3), r"target must be in \[0, 3\), got 3"),
-        (dict(target=-1), r"target must be in \[0, 3\)"),
-        (dict(target=1.0), "target must be an integer class id"),
-        (dict(T=0.0), "temperature T must be a finite number > 0"),
-        (dict(T=math.nan), "temperature T must be a finite number > 0"),
-        (dict(beta=-1.0), "beta must be a finite number >= 0"),
-        (dict(beta=math.inf), "beta must be a finite number >= 0"),
-        (dict(major_labels=[7]), r"major_labels ids must be in \[0, 3\)"),
-    ],
+    "major, message",
+    [([4], r"ids must be in \[0, 4\)"), ([-1], r"ids must be in \[0, 4\)"), ([True, False], r"shape \(4,\)"), ([0.5], "integer")],
 )
-def test_breakdown_errors(kwargs, message):
-    arguments = dict(
-        student_logits=[1.0, 2.0, 3.0],
-        teacher_logits=[3.0, 1.0, 0.0],
-        target=0,
-        T=1.0,
-        beta=1.0,
-        major_labels=[1],
-    )
+def test_major_class_mask_errors(major, message):
     with pytest.raises(ValueError, match=message):
-        lmd_breakdown(**{**arguments, **kwargs})
-
-
-def test_breakdown_accepts_numpy_scalars():
-    result = lmd_breakdown(
-        np.arange(4.0), np.ones(4), np.int64(1), np.float32(2.0), np.float64(0.5), np.array([2])
-    )
-    assert math.isfinite(result["total"])
+        major_class_mask(major, 4)

@@ -1,7 +1,7 @@
 """The Gradio app: one module per tab (classify, segment, lmd), joined in ``blocks``.
 
 UI code only: models are reached through ``fruitseg.predictors`` / ``fruitseg.pipeline``
-(numpy and PIL in, plain values out) and losses through ``fruitseg.losses.lmd_breakdown``.
+(numpy and PIL in, plain values out) and losses through ``fruitseg.losses`` (``lmd_breakdown``: the LMD explorer's numbers).
 """
 
 from fruitseg.ui.blocks import build_demo, launch, launch_options

@@ -4,7 +4,7 @@ One sample, C classes. The student's and the teacher's logits, the per-class cou
 the client's data and the true class go in; CE, the LMD term and the total come out,
 with the distributions LMD compares, the gradient on every student logit, and KD / NTD
 on the same logits for comparison. Every control change recomputes (no submit button);
-the numbers come from ``fruitseg.losses.lmd_breakdown``.
+the numbers come from ``fruitseg.ui.lmd_breakdown`` (built on ``fruitseg.losses``).
 
 The table and the controls are read and repaired by ``fruitseg.ui.lmd_inputs``, which
 also holds the presets that fill the table.
@@ -20,10 +20,10 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from fruitseg.losses import lmd_breakdown
 from fruitseg.ui import charts
 from fruitseg.ui import federation
 from fruitseg.ui.common import Stopwatch, image_input, read_image, refusal, user_errors
+from fruitseg.ui.lmd_breakdown import lmd_breakdown
 from fruitseg.ui.lmd_inputs import (
     COLUMNS, COUNT_LIMIT, LOGIT_LIMIT, MAX_CLASSES, MIN_CLASSES, PRESETS, api_class_id, api_class_ids, api_numbers,
     check_beta, check_T, clamp_classes, class_choices, major_ids_from_counts, photo_table, preset_table, repair_table,
@@ -290,7 +290,7 @@ def lmd_api(
     +-100, 0 < T <= 100, 0 <= beta <= 100). Major labels are the given class ids; when
     ``major_labels`` is null and ``counts`` (C per-class sample counts) is given, they
     follow FedLMD's rule (count above the mean count). Returns the dictionary of
-    ``fruitseg.losses.lmd_breakdown`` with "major_labels" (ids) added; every number in it
+    ``fruitseg.ui.lmd_breakdown.lmd_breakdown`` with "major_labels" (ids) added; every number in it
     is finite (strict JSON).
     """
     T, beta = check_T(T), check_beta(beta)
