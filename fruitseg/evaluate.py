@@ -2,7 +2,7 @@
 
 classifier  top-1, top-5, per-class accuracy and the most confused pairs on any folder
             laid out as ``<Class>/*.jpg`` (all 131 classes or only some), through the
-            exact inference path the app uses (``--float32``: no int8 on the CPU).
+            exact inference path the app uses (``--float32``: plain float32 instead).
 segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built from
             held-out fruit frames and held-out backgrounds (or folders you name); with
             ``--real DIR`` fruit IoU of the app's masks on real photos with hand-drawn masks
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     kinds.add_argument("--data", default=str(SHARED / "real-photos" / "test"))
     kinds.add_argument("--limit", type=int, default=0, help="at most this many photos per kind")
     for p in (cls, pipe, kinds):
-        p.add_argument("--float32", action="store_true", help="classify in float32 where the app would use int8 (CPUs without native bfloat16)")
+        p.add_argument("--float32", action="store_true", help="run the seed classifier in plain float32 (BN folded, channels-last), not the app's fastest path (int8, Winograd or bfloat16)")
     for p in (cls, seg, pipe, kinds):
         p.add_argument("--json", default=None, help="also write the results here")
         p.add_argument("--device", default=None)
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{folder} is not a folder (the shared data lives in ../shared/data beside the project)")
 
     if args.task == "classifier":
-        classifier = Classifier.load(args.device, int8=not args.float32)
+        classifier = Classifier.load(args.device, path="float32" if args.float32 else "auto")
         items = list_images(args.data, tuple(classifier.class_names))
         if args.split == "val":
             items = split_by_frame_blocks(items)[1]
@@ -286,13 +286,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.limit:
             items = [item for kind in sorted({k for _, k in items}) for item in [i for i in items if i[1] == kind][: args.limit]]
         classifiers = {"photo_classifier": PhotoClassifier.load(args.device),
-                       "seed_cnn": Classifier.load(args.device, int8=not args.float32)}
-        results = evaluate_kinds(Segmenter.load(args.device), classifiers, items)
+                       "seed_cnn": Classifier.load(args.device, path="float32" if args.float32 else "auto")}
+        results = {"inference_paths": {name: c.inference_path for name, c in classifiers.items()},
+                   **evaluate_kinds(Segmenter.load(args.device), classifiers, items)}
     else:
         from fruitseg.pipeline import FruitPipeline
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
-        classifier = Classifier.load(args.device, int8=not args.float32)
+        classifier = Classifier.load(args.device, path="float32" if args.float32 else "auto")
         pipeline = FruitPipeline(classifier, segmenter)
         banks = validation_banks(args.fruits, args.backgrounds)
         scenes = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1)

@@ -4,14 +4,16 @@ They own everything between a clean RGB image and a result: preprocessing as des
 by the model's config (size, mean, std), the model on its device, and postprocessing
 to plain Python/numpy values. The UI calls these and never touches tensors.
 
-The classifier's inference path is tuned for CPU and GPU alike: BatchNorm folded into
-the convolutions and ``torch.inference_mode`` always; then bfloat16 autocast with
-channels-last memory where the hardware runs bfloat16 natively (GPUs, CPUs with
-AVX-512-BF16 or AMX); on other x86 CPUs int8 convolutions with the activation ranges
-calibrated into the model's config (:mod:`fruitseg.models.quantized`); and failing that
-(no calibration, no FBGEMM engine: an ARM CPU, say) float32 with Winograd F(4x4, 5x5)
-convolutions (:mod:`fruitseg.models.winograd`). ``Classifier.inference_path`` says which;
-``python -m fruitseg.bench classifier`` measures it against the plain model.
+The seed classifier has several inference paths, all with BatchNorm folded into the
+convolutions and ``torch.inference_mode``: ``float32`` (channels-last), ``winograd``
+(float32 with Winograd F(4x4, 5x5) convolutions, CPU, :mod:`fruitseg.models.winograd`),
+``int8`` (CPU with an FBGEMM engine and a calibrated checkpoint,
+:mod:`fruitseg.models.quantized`) and ``bfloat16`` / ``float16`` autocast where the
+device runs them natively. ``Classifier`` takes the fastest of those available, timed
+once per machine (:func:`fruitseg.device.fastest_path`); ``Classifier.inference_path``
+says which and why, ``python -m fruitseg.bench classifier`` measures them all against the
+plain model. The photo classifier runs with its BatchNorm folded, channels-last,
+``inference_mode``, float32.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from fruitseg.device import has_fast_bfloat16, select_device
+from fruitseg.device import fastest_path, has_fast_bfloat16, select_device
 from fruitseg.hub import WeightsSource, load_weights
 from fruitseg.labels import kind_of, kinds_of
 from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
 from fruitseg.models.classifier import fold_batchnorm
 from fruitseg.models.efficientnet import EfficientNetFruitClassifier
-from fruitseg.models.quantized import Int8Classifier, int8_available
+from fruitseg.models.folding import fold_batchnorm_into_convs
+from fruitseg.models.quantized import int8_available, int8_classifier
 from fruitseg.models.winograd import MICRO_BATCH, WinogradClassifier
 from fruitseg.refine import refine_probability
 
@@ -115,24 +118,50 @@ def square_on_white(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.BILINEAR) if side != size else image
 
 
-def cpu_inference_path(folded: FruitsClassificationModel, int8: bool = True) -> tuple[nn.Module, str]:
-    """(model, description) for a CPU without native bfloat16: int8 where allowed, the model
-    carries an int8 calibration and PyTorch has an FBGEMM engine, else float32 Winograd."""
-    calibration = getattr(folded, "int8_calibration", None)
-    if int8 and calibration and int8_available():
-        try:
-            return Int8Classifier(folded, calibration), "BN folded, int8 convolutions (FBGEMM, calibrated activations), float32 Linear, inference_mode"
-        except (RuntimeError, ValueError) as error:  # a PyTorch without quantized tensors, a bad calibration
-            log.warning("int8 inference unavailable (%s); using float32", error)
-    path = f"BN folded, float32 Winograd F(4x4, 5x5) for blocks 2-3, micro-batches of {MICRO_BATCH}, inference_mode"
-    return WinogradClassifier(folded), path
+PATH_DESCRIPTIONS = {
+    "int8": "int8 convolutions (torch.ao.quantization, x86/FBGEMM, calibrated activation ranges), float32 Linear, BN folded, inference_mode",
+    "winograd": f"float32, Winograd F(4x4, 5x5) convolutions for blocks 2-3 in micro-batches of {MICRO_BATCH}, BN folded, inference_mode",
+    "float32": "float32, BN folded, channels-last, inference_mode",
+    "bfloat16": "bfloat16 autocast, BN folded, channels-last, inference_mode",
+    "float16": "float16 autocast, BN folded, channels-last, inference_mode",
+}
+PRECISION = {"int8": "int8", "winograd": "float32", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def classifier_paths(model: FruitsClassificationModel, device: torch.device) -> dict[str, tuple[nn.Module, torch.dtype | None]]:
+    """The inference paths that ``device`` can run, by name: (module, autocast dtype or None).
+
+    ``float32`` everywhere; on a CPU ``winograd``, and ``int8`` where the checkpoint carries
+    an int8 calibration and PyTorch has an FBGEMM engine; ``bfloat16`` (``float16`` on a GPU
+    without bf16) where the device runs it natively (:func:`autocast_dtype`).
+    """
+    folded = fold_batchnorm(model)
+    tuned = folded.to(device, memory_format=torch.channels_last)
+    paths: dict[str, tuple[nn.Module, torch.dtype | None]] = {"float32": (tuned, None)}
+    if device.type == "cpu":
+        paths["winograd"] = (WinogradClassifier(folded), None)
+        calibration = getattr(model, "int8_calibration", None)
+        if calibration and int8_available():
+            try:
+                paths["int8"] = (int8_classifier(folded, calibration), None)
+            except (RuntimeError, ValueError) as error:  # a PyTorch without quantized kernels, a bad calibration
+                log.warning("int8 inference unavailable (%s)", error)
+    dtype = autocast_dtype(device)
+    if dtype is not None:
+        paths[str(dtype).replace("torch.", "")] = (tuned, dtype)
+    return paths
 
 
 class Classifier:
     """The seed CNN: top-k fruit kinds and classes for images of a single fruit on white
     (Fruits-360 style; the pipeline cuts fruits out of photos onto white for it).
 
-    ``int8=False`` keeps a CPU without native bfloat16 in float32 (exact logits, slower).
+    ``path`` names the inference path (``"int8"``, ``"winograd"``, ``"float32"``,
+    ``"bfloat16"``, ``"float16"``: see :func:`classifier_paths`); the default ``"auto"``
+    takes the fastest of those the device can run, timed once per machine
+    (:func:`fruitseg.device.fastest_path`). ``path="float32"`` gives the exact float32
+    logits. ``inference_path`` says which path runs and why; ``path_timings`` holds the
+    timings it was chosen by (milliseconds per image at batch 1 and 8), if any.
     """
 
     sees = "cut-out on white"  # what the pipeline hands it: fruitseg.instances.cut_out
@@ -142,33 +171,55 @@ class Classifier:
         model: FruitsClassificationModel,
         device: torch.device | str = "cpu",
         source: WeightsSource | None = None,
-        int8: bool = True,
+        path: str = "auto",
     ):
         self.device = torch.device(device)
         self.source = source
         self.model = model.eval()
         self.class_names = list(model.class_names)
-        self.amp_dtype = autocast_dtype(self.device)
-        folded = fold_batchnorm(model)
-        if self.device.type == "cpu" and self.amp_dtype is None:
-            self.fast_model, self.inference_path = cpu_inference_path(folded, int8)
+        paths = classifier_paths(self.model, self.device)
+        self.path_timings: dict[str, dict[int, float]] = {}
+        if path == "auto":
+            self.path, self.path_timings, where = fastest_path("classifier", self._timed(paths), self._example, self.device)
+            why = self._why(where)
+        elif path in paths:
+            self.path, why = path, "as requested"
         else:
-            self.fast_model = folded.to(self.device, memory_format=torch.channels_last)
-            precision = f"autocast {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "float32"
-            self.inference_path = f"BN folded, channels-last, inference_mode, {precision}"
+            raise ValueError(f"inference path {path!r} is not available on {self.device}: choose one of {sorted(paths)} or 'auto'")
+        self.fast_model, self.amp_dtype = paths[self.path]
+        self.inference_path = f"{self.path}: {PATH_DESCRIPTIONS[self.path]} ({why})"
+
+    def _timed(self, paths: dict[str, tuple[nn.Module, torch.dtype | None]]) -> dict:
+        def call(module: nn.Module, dtype: torch.dtype | None):
+            @torch.inference_mode()
+            def run(x: torch.Tensor) -> np.ndarray:
+                with autocast(self.device, dtype):
+                    return module(x).float().cpu().numpy()
+            return run
+        return {name: call(*entry) for name, entry in paths.items()}
+
+    def _example(self, batch: int) -> torch.Tensor:
+        """Normalised random images in the layout ``preprocess`` gives."""
+        x = torch.rand(batch, 3, self.model.image_size, self.model.image_size, generator=torch.Generator().manual_seed(batch))
+        return x.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    def _why(self, where: str) -> str:
+        if not self.path_timings:
+            return where
+        times = ", ".join(f"{name} {' / '.join(f'{ms:.2f}' for _, ms in sorted(by_batch.items()))}"
+                          for name, by_batch in sorted(self.path_timings.items(), key=lambda kv: sum(kv[1].values())))
+        return f"the fastest here: ms per image at batch 1 / 8: {times}; {where}"
 
     @property
     def precision(self) -> str:
         """The arithmetic of the inference path in a word: int8, float32, bfloat16 or float16."""
-        if isinstance(self.fast_model, Int8Classifier):
-            return "int8"
-        return str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32"
+        return PRECISION[self.path]
 
     @classmethod
-    def load(cls, device: torch.device | str | None = None, int8: bool = True) -> "Classifier":
+    def load(cls, device: torch.device | str | None = None, path: str = "auto") -> "Classifier":
         device = torch.device(device) if device is not None else select_device()
         model, source = load_weights(FruitsClassificationModel, "classifier", device)
-        return cls(model, device, source, int8)
+        return cls(model, device, source, path)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         size = self.model.image_size
@@ -194,10 +245,14 @@ class PhotoClassifier:
     real photos): top-k fruit kinds and classes for a photo or a crop of one, background and all.
 
     Preprocessing is the model config's: the image squeezed to ``image_size`` square, scaled
-    by ``mean`` / ``std``. Float32, channels-last, ``inference_mode`` on every device.
+    by ``mean`` / ``std``. ``model`` is the network as trained; ``fast_model`` runs it, with
+    every BatchNorm folded into the convolution before it
+    (:func:`fruitseg.models.folding.fold_batchnorm_into_convs`), float32, channels-last,
+    ``inference_mode``, on every device (``inference_path``).
     """
 
     sees = "photo crop"  # what the pipeline hands it: fruitseg.instances.context_crop
+    inference_path = "float32, BN folded, channels-last, inference_mode"
 
     def __init__(self, model: EfficientNetFruitClassifier, device: torch.device | str = "cpu", source: WeightsSource | None = None):
         self.device = torch.device(device)
@@ -205,6 +260,9 @@ class PhotoClassifier:
         self.model = model.float().eval().to(self.device, memory_format=torch.channels_last)
         self.class_names = list(model.class_names)
         self.precision = "float32"
+        size = self.model.image_size
+        example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device)
+        self.fast_model = fold_batchnorm_into_convs(self.model, example.contiguous(memory_format=torch.channels_last))
 
     @classmethod
     def load(cls, device: torch.device | str | None = None) -> "PhotoClassifier":
@@ -223,7 +281,7 @@ class PhotoClassifier:
         """(N, num_classes) float32 logits."""
         if not images:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return self.model(self.preprocess(images)).float().cpu().numpy()
+        return self.fast_model(self.preprocess(images)).float().cpu().numpy()
 
     def predict(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]:
         """For each image, its ``top_k`` kinds and classes (:class:`Prediction`)."""

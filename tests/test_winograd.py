@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fruitseg.device import has_fast_bfloat16
 from fruitseg.models import FruitsClassificationModel
 from fruitseg.models.winograd import WinogradClassifier, WinogradConvReLUPool, winograd_matrices
 from fruitseg.models.classifier import fold_batchnorm
@@ -67,9 +66,11 @@ def test_winograd_refuses_unfolded_batchnorm():
         WinogradClassifier(trained_looking_model())
 
 
-def test_the_cpu_classifier_picks_winograd_float32_unless_bfloat16_is_native():
-    classifier = Classifier(trained_looking_model(), "cpu")
-    if has_fast_bfloat16(torch.device("cpu")):
-        assert isinstance(classifier.fast_model, FruitsClassificationModel) and "bfloat16" in classifier.inference_path
-    else:
-        assert isinstance(classifier.fast_model, WinogradClassifier) and "Winograd" in classifier.inference_path
+def test_the_winograd_path_of_the_classifier_gives_the_float32_logits():
+    model = trained_looking_model()
+    x = torch.randn(3, 3, 100, 100)
+    winograd, exact = Classifier(model, "cpu", path="winograd"), Classifier(model, "cpu", path="float32")
+    assert isinstance(winograd.fast_model, WinogradClassifier) and winograd.inference_path.startswith("winograd: float32, Winograd")
+    assert winograd.precision == "float32"
+    with torch.inference_mode():
+        assert torch.allclose(winograd.fast_model(x), exact.fast_model(x.contiguous(memory_format=torch.channels_last)), atol=1e-4, rtol=1e-4)

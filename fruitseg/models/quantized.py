@@ -1,43 +1,49 @@
-"""FruitsClassificationModel with int8 convolutions, for CPUs without native bfloat16.
+"""FruitsClassificationModel in int8, by PyTorch's post-training static quantization.
 
-On an x86 CPU with AVX2 but no AVX-512-BF16 the classifier's time goes to its three 5x5
-convolutions, and float32 arithmetic is already near the cores' peak. FBGEMM's int8
-kernels (PyTorch's ``x86`` quantized engine) do about twice the multiply-adds per
-instruction and move a quarter of the bytes. Static post-training quantization:
+``torch.ao.quantization`` in eager mode, with the x86 (FBGEMM) settings:
 
-* weights: per output channel, symmetric int8, from the float weights at load time
-  (BatchNorm folded in first);
-* activations: uint8 with one scale and zero point per tensor, measured once on training
-  frames by :func:`calibrate` (PyTorch's histogram observer on 7 bits, 0..127: the ``x86``
-  default ``reduce_range``, which keeps the AVX2 int16 sums from saturating) and stored
-  in the model's ``config.json`` as ``int8_calibration``: config that travels with the
-  weights. A checkpoint without it runs in float32 (:mod:`fruitseg.models.winograd`);
-* the Linear layer stays float32 on the dequantized features, so logits and
-  probabilities are not rounded to 8 bits.
+* :func:`quantizable`: the model as one sequence, ``QuantStub -> three Conv2d+BatchNorm2d+ReLU
+  (fused by fuse_modules, the BatchNorm folded into the convolution) + MaxPool2d ->
+  DeQuantStub -> Flatten -> Linear``; the Linear layer stays float32, so logits and
+  probabilities are not rounded to 8 bits;
+* :func:`calibrate` (prepare -> calibrate): the x86 default qconfig (:data:`X86_QCONFIG`:
+  histogram observers for the uint8 activations on 7 bits, 0..127, which keeps AVX2's 16-bit
+  sums from saturating; per-channel symmetric int8 weights) observes training frames, and
+  the observers' scale and zero point of each quantized activation (:data:`ACTIVATIONS`)
+  are written to the model's ``config.json`` as ``int8_calibration``, config that travels
+  with the weights (``python -m fruitseg.train calibrate``; training does it after its last
+  epoch);
+* :func:`int8_classifier` (prepare -> convert at load): the same qconfig with each
+  activation's observer fixed to its stored range (``FixedQParamsObserver``), so loading
+  needs no data; the weights are quantized from the float weights by ``convert``.
 
-``python -m fruitseg.train calibrate`` writes the calibration; ``python -m fruitseg.bench
-classifier`` measures the path against the plain model (speed and top-1).
+A checkpoint without a calibration or a PyTorch without an FBGEMM engine (ARM) has no int8
+path (:class:`fruitseg.predictors.Classifier` then chooses among the float ones).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
+from contextlib import contextmanager
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
+import torch.ao.quantization as tq
 from torch import nn
-from torch.ao.nn.intrinsic.quantized import ConvReLU2d
-from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
+from torch.ao.quantization.observer import FixedQParamsObserver, HistogramObserver, default_per_channel_weight_observer
 
-from fruitseg.models.classifier import FruitsClassificationModel, folded_convolutions
+from fruitseg.models.classifier import FruitsClassificationModel
 
-# PyTorch 2.10+ announces the quantized dtypes' move to torchao on first use; they are
-# what its FBGEMM int8 kernels take, and a build without them falls back to float32.
-warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel", category=UserWarning)
-
-ENGINES = ("x86", "fbgemm")  # FBGEMM-backed engines: the observers' settings below are theirs
+ENGINES = ("x86", "fbgemm")  # FBGEMM-backed engines: the qconfig below is theirs
 ACTIVATIONS = ("input", "layer1", "layer2", "layer3")  # quantized tensors: the input and each block's ReLU output
+ACTIVATION_RANGE = (0, 127)  # uint8 on 7 bits: the x86 qconfig's reduce_range
+# get_default_qconfig("x86"), with the 7-bit range given as quant_min / quant_max rather than by
+# its deprecated ``reduce_range`` flag (same observers, same ranges).
+X86_QCONFIG = tq.QConfig(
+    activation=HistogramObserver.with_args(quant_min=ACTIVATION_RANGE[0], quant_max=ACTIVATION_RANGE[1]),
+    weight=default_per_channel_weight_observer,
+)
 
 
 def int8_available() -> bool:
@@ -45,60 +51,77 @@ def int8_available() -> bool:
     return torch.backends.quantized.engine in ENGINES
 
 
-def activation_observer() -> HistogramObserver:
-    return HistogramObserver(dtype=torch.quint8, quant_min=0, quant_max=127)
+@contextmanager
+def _eager_mode_api():
+    """torch.ao.quantization's eager-mode ``prepare`` / ``convert`` and the quantized tensors
+    ``convert`` makes announce their move to torchao; they still work as documented (the
+    x86 int8 kernels take them): silenced here, while these calls run only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel", category=UserWarning)
+        yield
+
+
+def quantizable(model: FruitsClassificationModel) -> nn.Sequential:
+    """A float copy of eval ``model`` (its BatchNorm folded or not) as ``QuantStub, layer1,
+    layer2, layer3, DeQuantStub, Flatten, fc``, each block's Conv2d(+BatchNorm2d)+ReLU fused
+    into one module (``fuse_modules``) for quantization."""
+    source = copy.deepcopy(model).float().cpu().eval()
+    body = nn.Sequential(tq.QuantStub(), source.layer1, source.layer2, source.layer3, tq.DeQuantStub(), nn.Flatten(1), source.fc)
+    groups = []
+    for index in (1, 2, 3):
+        block = body[index]
+        if not (isinstance(block[0], nn.Conv2d) and isinstance(block[2], nn.ReLU)):
+            raise ValueError(f"layer{index} is not Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d")
+        names = ["0", "1", "2"] if isinstance(block[1], nn.BatchNorm2d) else ["0", "2"]  # folded: block[1] is Identity
+        groups.append([f"{index}.{name}" for name in names])
+    return tq.fuse_modules(body, groups)
+
+
+def _observed(model: FruitsClassificationModel, qconfigs: dict[str, tq.QConfig]) -> nn.Sequential:
+    """``quantizable(model)`` prepared with one qconfig per activation; the Linear stays float."""
+    body = quantizable(model)
+    for index, name in enumerate(ACTIVATIONS):  # body[0] is the QuantStub, body[1..3] the blocks
+        body[index].qconfig = qconfigs[name]
+    body[4].qconfig = qconfigs["input"]  # the DeQuantStub: any qconfig makes convert swap it in
+    with _eager_mode_api():
+        return tq.prepare(body)
+
+
+def _observers(body: nn.Sequential) -> dict[str, nn.Module]:
+    return {name: body[index][0].activation_post_process if index else body[0].activation_post_process
+            for index, name in enumerate(ACTIVATIONS)}
 
 
 @torch.no_grad()
-def calibrate(folded: FruitsClassificationModel, batches: Iterable[torch.Tensor]) -> dict[str, list[float]]:
-    """Activation ranges of the BN-folded eval ``folded`` model over ``batches`` of normalised
-    (B, 3, 100, 100) images: ``{name: [scale, zero_point]}`` for :data:`ACTIVATIONS`."""
-    observers = {name: activation_observer() for name in ACTIVATIONS}
-    convs = folded_convolutions(folded)
+def calibrate(model: FruitsClassificationModel, batches: Iterable[torch.Tensor]) -> dict[str, list[float]]:
+    """Activation ranges of eval ``model`` over ``batches`` of normalised (B, 3, 100, 100)
+    images, under :data:`X86_QCONFIG`: ``{name: [scale, zero_point]}`` for :data:`ACTIVATIONS`."""
+    body = _observed(model, {name: X86_QCONFIG for name in ACTIVATIONS})
     for x in batches:
-        h = observers["input"](x.float())
-        for name, conv in zip(ACTIVATIONS[1:], convs):
-            h = F.max_pool2d(observers[name](conv(h).relu_()), 2)
+        body(x.float().cpu())
     result = {}
-    for name, observer in observers.items():
+    for name, observer in _observers(body).items():
         scale, zero_point = observer.calculate_qparams()
         result[name] = [float(scale), int(zero_point)]
     return result
 
 
-def quantize_conv(conv: nn.Conv2d, scale: float, zero_point: int) -> ConvReLU2d:
-    """Conv2d + ReLU with per-channel symmetric int8 weights, uint8 output at (scale, zero_point)."""
-    weight_observer = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
-    weight = conv.weight.detach().float()
-    weight_observer(weight)
-    scales, zero_points = weight_observer.calculate_qparams()
-    qweight = torch.quantize_per_channel(weight, scales.double(), zero_points, 0, torch.qint8)
-    qconv = ConvReLU2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
-    bias = conv.bias.detach().float() if conv.bias is not None else None
-    qconv.set_weight_bias(qweight, bias)
-    qconv.scale, qconv.zero_point = float(scale), int(zero_point)
-    return qconv
-
-
-class Int8Classifier(nn.Module):
-    """The eval-mode ``folded`` model (BatchNorm already folded into the convolutions,
-    ``fruitseg.models.classifier.fold_batchnorm``) with int8 convolutions:
-    (B, 3, 100, 100) float32 -> (B, num_classes) float32 logits."""
-
-    def __init__(self, folded: FruitsClassificationModel, calibration: dict[str, list[float]]):
-        super().__init__()
-        if not int8_available():
-            raise RuntimeError(f"int8 inference needs one of the quantized engines {ENGINES}, have {torch.backends.quantized.engine!r}")
-        missing = [name for name in ACTIVATIONS if name not in calibration]
-        if missing:
-            raise ValueError(f"int8_calibration lacks {missing}")
-        self.input_scale, self.input_zero_point = float(calibration["input"][0]), int(calibration["input"][1])
-        convs = folded_convolutions(folded)
-        self.convs = nn.ModuleList(quantize_conv(conv, *calibration[name]) for name, conv in zip(ACTIVATIONS[1:], convs))
-        self.fc = folded.fc
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.quantize_per_tensor(x.float(), self.input_scale, self.input_zero_point, torch.quint8)
-        for conv in self.convs:
-            h = F.max_pool2d(conv(h), 2)
-        return self.fc(h.dequantize().flatten(1))  # the model's (C, H, W) order, whatever the memory layout
+def int8_classifier(model: FruitsClassificationModel, calibration: dict[str, list[float]]) -> nn.Sequential:
+    """Eval ``model`` (its BatchNorm folded or not) with int8 convolutions at the stored
+    activation ranges: (B, 3, 100, 100) float32 -> (B, num_classes) float32 logits."""
+    if not int8_available():
+        raise RuntimeError(f"int8 inference needs one of the quantized engines {ENGINES}, have {torch.backends.quantized.engine!r}")
+    missing = [name for name in ACTIVATIONS if name not in calibration]
+    if missing:
+        raise ValueError(f"int8_calibration lacks {missing}")
+    fixed = {}
+    for name in ACTIVATIONS:
+        scale, zero_point = float(calibration[name][0]), int(calibration[name][1])
+        if not (scale > 0 and ACTIVATION_RANGE[0] <= zero_point <= ACTIVATION_RANGE[1]):
+            raise ValueError(f"int8_calibration[{name!r}] = {calibration[name]} is not a (scale > 0, zero point in 0..127) pair")
+        observer = FixedQParamsObserver.with_args(scale=scale, zero_point=zero_point, quant_min=ACTIVATION_RANGE[0], quant_max=ACTIVATION_RANGE[1])
+        fixed[name] = tq.QConfig(activation=observer, weight=X86_QCONFIG.weight)
+    body = _observed(model, fixed)
+    with _eager_mode_api():
+        return tq.convert(body)
