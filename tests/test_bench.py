@@ -22,7 +22,7 @@ from fruitseg.bench.inputs import FIXTURE_FRUITS, make_scenes, open_rgb, scene_b
 from fruitseg.bench.machine import RssSampler, machine_info, peak_rss_bytes, rss_bytes
 from fruitseg.bench.report import clean, markdown_classifier, to_markdown
 from fruitseg.bench.segmenter import bench_segmenter
-from fruitseg.predictors import Classifier
+from fruitseg.predictors import Classifier, classifier_paths
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,23 +59,26 @@ def segmenter_result(tmp_path_factory):
 # --------------------------------------------------------------------------- classifier
 
 
-def test_classifier_quick_is_well_formed(classifier_result):
+def test_classifier_quick_times_every_path_against_both_baselines(classifier_result):
     r = classifier_result
     assert r["threads"] >= 1 and r["device"]
+    others = sorted(set(classifier_paths(load_classifier("cpu").model, torch.device("cpu"))) - {r["path"], "float32"})
+    assert list(r["paths"]) == ["shipped", *others, "tuned_float32", "plain"]
+    assert r["inference_path"].startswith(r["path"] + ": ") and r["paths"]["shipped"].startswith(r["path"] + ": ")
+    assert r["paths"]["tuned_float32"] == "float32, BN folded, channels-last, inference_mode"
     for batch in ("batch1", "batch64"):
-        for path in ("shipped", "plain"):
-            check_stats(r[batch][path])
-            assert positive_finite(r[batch][path]["per_s"])
-        assert positive_finite(r[batch]["speedup"])
-    if "int8" in r["inference_path"]:  # the float32 fallback is then a timed row of the same run
-        assert "float32" in r["float32_path"]
-        for batch in ("batch1", "batch64"):
-            check_stats(r[batch]["float32"])
-            assert positive_finite(r[batch]["float32_speedup"])
-        assert "Float32 fallback" in markdown_classifier(r)
+        rows = r[batch]
+        for name in r["paths"]:
+            check_stats(rows[name])
+            for base in ("plain", "tuned_float32"):
+                assert rows["ratios"][name][f"vs_{base}"] == pytest.approx(rows[base]["p50_ms"] / rows[name]["p50_ms"], rel=0.01)
+        assert rows["speedup"] == rows["ratios"]["shipped"]["vs_plain"]
+        assert rows["speedup_vs_tuned_float32"] == rows["ratios"]["shipped"]["vs_tuned_float32"]
     # images/s at batch 64 counts 64 images per call
     b64 = r["batch64"]["shipped"]
     assert b64["per_s"] == pytest.approx(64_000 / b64["p50_ms"], rel=0.02)
+    table = [line for line in markdown_classifier(r).splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(r["paths"]) and "Tuned float32 (baseline)" in table[-2] and "Plain (baseline)" in table[-1]
 
 
 def test_classifier_paths_agree_on_the_fixtures(classifier_result):
@@ -98,9 +101,8 @@ def test_plain_path_matches_the_shipped_logits():
     np.testing.assert_array_equal(plain.argmax(1), fast.argmax(1))
     spread = float(plain.max() - plain.min())
     assert np.abs(plain - fast).max() < 0.05 * spread  # int8 or bfloat16 round; float32 does not:
-    exact = Classifier(classifier.model, "cpu", int8=False)
-    if exact.amp_dtype is None:
-        assert np.abs(plain - exact.logits(images)).max() < 1e-3
+    exact = Classifier(classifier.model, "cpu", path="float32")
+    assert np.abs(plain - exact.logits(images)).max() < 1e-3
 
 
 # --------------------------------------------------------------------------- segmenter
@@ -109,7 +111,7 @@ def test_plain_path_matches_the_shipped_logits():
 def test_segmenter_quick_is_well_formed(segmenter_result):
     r = segmenter_result
     assert [entry["size"] for entry in r["sizes"]] == ["128x128", "160x96"]
-    assert isinstance(r["trained"], bool) and r["weights"]
+    assert r["weights"].startswith("bundled: checkpoints/segmenter")
     for entry in r["sizes"]:
         assert set(entry["methods"]) == {"segmenter", "unrefined", *BASELINES}
         for name, m in entry["methods"].items():
@@ -219,10 +221,45 @@ def test_photo_part_times_the_photo_classifier_and_the_pipeline():
 
     result = bench_photo(quick=True, device="cpu", log=lambda message: None)
     assert result["argmax_agreement"] is True  # the shipped path and the plain way name the same class
+    assert result["inference_path"] == "float32, BN folded, channels-last, inference_mode" and result["max_abs_logit_diff"] < 1e-3
     b1, photo = result["batch1"], result["one_fruit_photo"]
-    assert b1["shipped"]["n"] == b1["plain"]["n"] == 9 and b1["speedup"] == pytest.approx(b1["plain"]["p50_ms"] / b1["shipped"]["p50_ms"], rel=0.01)
+    assert b1["shipped"]["n"] == b1["unfolded"]["n"] == b1["plain"]["n"] == 9
+    assert b1["speedup"] == pytest.approx(b1["plain"]["p50_ms"] / b1["shipped"]["p50_ms"], rel=0.01)
+    assert b1["speedup_vs_unfolded"] == pytest.approx(b1["unfolded"]["p50_ms"] / b1["shipped"]["p50_ms"], rel=0.01)
     assert photo["pipeline"]["n"] == photo["whole_photo"]["n"] == 9 and photo["pipeline_over_whole_photo"] > 0
     assert result["photo"].startswith("1024x768")
     text = to_markdown({"photo": result})
-    assert "### Photo classifier" in text and len([line for line in text.splitlines() if line.startswith("| ")]) == 5
+    assert "### Photo classifier" in text and len([line for line in text.splitlines() if line.startswith("| ")]) == 6
     json.dumps(clean(result), allow_nan=False)
+
+
+# --------------------------------------------------------------------------- a model that cannot be loaded
+
+
+@pytest.mark.parametrize("part, env, name", [
+    ("classifier", "FRUITSEG_CLASSIFIER", "classifier"),
+    ("photo", "FRUITSEG_PHOTO_CLASSIFIER", "photo classifier"),
+    ("segmenter", "FRUITSEG_SEGMENTER", "segmenter"),
+])
+def test_a_model_that_cannot_be_loaded_stops_the_bench_with_one_line(part, env, name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(env, str(tmp_path))  # a folder without weights
+    monkeypatch.setattr(cli, "machine_info", lambda device: {})
+    assert cli.main([part, "--quick"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no report: nothing was measured
+    [line] = [line for line in err.splitlines() if "fruitseg.bench" in line]
+    assert line.startswith(f"python -m fruitseg.bench: cannot load the {name} (FileNotFoundError: ")
+    assert env in line and "Traceback" not in err
+
+
+def test_the_bench_command_exits_non_zero_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from fruitseg.bench.inputs import ROOT
+
+    env = {**os.environ, "FRUITSEG_SEGMENTER": str(tmp_path / "missing")}
+    done = subprocess.run([sys.executable, "-m", "fruitseg.bench", "segmenter", "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("python -m fruitseg.bench: cannot load the segmenter (ValueError: FRUITSEG_SEGMENTER=")

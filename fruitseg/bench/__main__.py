@@ -19,6 +19,7 @@ from fruitseg.bench.app import bench_app
 from fruitseg.bench.classifier import bench_classifier
 from fruitseg.bench.inputs import DEFAULT_BACKGROUNDS, DEFAULT_DATA
 from fruitseg.bench.load import bench_load
+from fruitseg.bench.loading import ModelUnavailable
 from fruitseg.bench.machine import machine_info, mib, peak_rss_bytes
 from fruitseg.bench.photo import bench_photo
 from fruitseg.bench.report import PARTS, clean, to_markdown
@@ -42,6 +43,8 @@ def run(parts: Sequence[str], args: argparse.Namespace, log: Callable[[str], Non
                 results[part] = bench_app(quick=args.quick, calls=args.calls, device=args.device, log=log)
             elif part == "load":
                 results[part] = bench_load(quick=args.quick, clients=args.clients, requests=args.requests, log=log)
+        except ModelUnavailable:
+            raise  # no model, no figures: the whole run stops (main says why in one line)
         except Exception as error:
             if args.strict:
                 raise
@@ -80,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parts = PARTS if args.part == "all" else (args.part,)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the report only
-        results = run(parts, args, log)
+        try:
+            results = run(parts, args, log)
+        except ModelUnavailable as error:
+            log(f"python -m fruitseg.bench: {error}")
+            return 2
     markdown = to_markdown(results)
     if args.json:
         Path(args.json).write_text(json.dumps(clean(results), indent=1, allow_nan=False, default=str) + "\n")

@@ -1,4 +1,5 @@
-"""``python -m fruitseg.bench classifier``: the shipped inference path against the plain way."""
+"""``python -m fruitseg.bench classifier``: the shipped inference path, every other path the
+classifier could take here, a tuned float32 baseline and the plain way, in the same rounds."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import torch
 from PIL import Image
 
 from fruitseg.bench.inputs import DEFAULT_DATA, FIXTURE_FRUITS, ROOT, fixture_fruit_items, heldout_items, open_rgb
+from fruitseg.bench.loading import load_model
 from fruitseg.bench.timing import interleaved, ratio, summarize
-from fruitseg.predictors import Classifier, square_on_white, to_tensor
+from fruitseg.predictors import PATH_DESCRIPTIONS, Classifier, classifier_paths, square_on_white, to_tensor
+
+BASELINES = ("tuned_float32", "plain")
 
 
 def plain_forward(model: torch.nn.Module, images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
@@ -28,7 +32,9 @@ def plain_logits(model: torch.nn.Module, images: Sequence[Image.Image], device: 
 
 
 def load_classifier(device: str | None) -> Classifier:
-    return Classifier.load(device)
+    """The shipped classifier (``FRUITSEG_CLASSIFIER`` or checkpoints/classifier), or
+    :class:`~fruitseg.bench.loading.ModelUnavailable`."""
+    return load_model("classifier", "FRUITSEG_CLASSIFIER", lambda: Classifier.load(device))
 
 
 def bench_classifier(
@@ -40,17 +46,21 @@ def bench_classifier(
     device: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Shipped ``Classifier.logits`` vs the plain eager float32 model, same weights, same run.
+    """Shipped ``Classifier.logits`` against the other paths and two baselines, same weights,
+    same run, at batch 1 and 64.
 
-    When the shipped path is int8, the float32 path the classifier falls back to without a
-    calibration (``Classifier(int8=False)``) is timed in the same rounds as a third row.
+    Rows: ``shipped`` (the path ``Classifier`` chose, ``inference_path``), each other path
+    it could have taken on this device (``Classifier(path=name)``: ``winograd``, ``int8``,
+    ``bfloat16`` ...), ``tuned_float32`` (BN folded, channels-last, inference_mode, float32:
+    ``Classifier(path="float32")``) and ``plain`` (eager NCHW float32 in grad mode, BatchNorm
+    unfolded); every row's speed as a ratio to both baselines.
     """
     classifier = classifier or load_classifier(device)
     model, dev = classifier.model, classifier.device
-    float32 = Classifier(model, dev, int8=False)
-    contenders = {"shipped": classifier.logits, "plain": lambda images: plain_logits(model, images, dev)}
-    if float32.inference_path != classifier.inference_path:
-        contenders["float32"] = float32.logits
+    others = [name for name in sorted(classifier_paths(model, dev)) if name not in (classifier.path, "float32")]
+    contenders = {"shipped": classifier.logits, **{name: Classifier(model, dev, path=name).logits for name in others}}
+    contenders["tuned_float32"] = Classifier(model, dev, path="float32").logits
+    contenders["plain"] = lambda images: plain_logits(model, images, dev)
     if not torch.is_grad_enabled():
         raise RuntimeError("bench_classifier must run with grad mode on: that is the plain baseline")
 
@@ -103,18 +113,22 @@ def bench_classifier(
             {name: (lambda fn=fn, images=images: fn(images)) for name, fn in contenders.items()}, rounds, per_round, warmup
         )
         summaries = {name: summarize(times, batch_size) for name, times in samples.items()}
-        plain = summaries["plain"]
         speed[f"batch{batch_size}"] = {
             **summaries,
-            "speedup": ratio(plain["p50_ms"], summaries["shipped"]["p50_ms"]),
-            **({"float32_speedup": ratio(plain["p50_ms"], summaries["float32"]["p50_ms"])} if "float32" in summaries else {}),
+            "speedup": ratio(summaries["plain"]["p50_ms"], summaries["shipped"]["p50_ms"]),
+            "speedup_vs_tuned_float32": ratio(summaries["tuned_float32"]["p50_ms"], summaries["shipped"]["p50_ms"]),
+            "ratios": {name: {f"vs_{base}": ratio(summaries[base]["p50_ms"], summaries[name]["p50_ms"]) for base in BASELINES}
+                       for name in contenders},
         }
     return {
         "device": str(dev),
         "threads": torch.get_num_threads(),
-        "autocast": str(classifier.amp_dtype).replace("torch.", "") if classifier.amp_dtype else "off (float32)",
         "inference_path": classifier.inference_path,
-        **({"float32_path": float32.inference_path} if "float32" in contenders else {}),
+        "path": classifier.path,
+        "paths": {"shipped": f"{classifier.path}: {PATH_DESCRIPTIONS[classifier.path]}",
+                  **{name: PATH_DESCRIPTIONS[name] for name in others},
+                  "tuned_float32": PATH_DESCRIPTIONS["float32"],
+                  "plain": "eager, NCHW float32, grad mode, BatchNorm unfolded"},
         "weights": classifier.source.describe() if classifier.source else "given model",
         "timed": "decoded PIL images -> numpy logits (preprocessing included, file decoding excluded)",
         **speed,

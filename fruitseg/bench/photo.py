@@ -1,10 +1,11 @@
 """``python -m fruitseg.bench photo``: the photo classifier and the pipeline it heads, on real photos.
 
-Three timings, all interleaved in the same rounds with their baseline:
+Two timings, each interleaved in the same rounds with its baselines:
 
 * the photo classifier at batch 1 (a 1024x768 photo's fruit crop -> numpy logits, resize
-  included): the shipped ``PhotoClassifier.logits`` (channels-last, ``inference_mode``)
-  against the same weights the plain way (eager, NCHW, grad mode);
+  included): the shipped ``PhotoClassifier.logits`` (BatchNorm folded, channels-last,
+  ``inference_mode``) against the same weights unfolded (channels-last, ``inference_mode``:
+  what folding adds) and the plain way (eager, NCHW, grad mode);
 * a one-fruit 1024x768 photo through segment-then-classify with the photo classifier
   (``FruitPipeline.analyze``: segmenter, splitting, every fruit's crop and the whole photo
   classified) against the strongest simple way to name a photo: the photo classifier on
@@ -20,9 +21,11 @@ import torch
 from PIL import Image
 
 from fruitseg.bench.inputs import ROOT
+from fruitseg.bench.loading import load_model
+from fruitseg.bench.segmenter import load_segmenter
 from fruitseg.bench.timing import interleaved, ratio, summarize
 from fruitseg.pipeline import FruitPipeline
-from fruitseg.predictors import PhotoClassifier, Segmenter
+from fruitseg.predictors import PhotoClassifier
 
 PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 
@@ -38,22 +41,32 @@ def plain_logits(classifier: PhotoClassifier, images: list[Image.Image]) -> np.n
     return classifier.model(classifier.preprocess(images).contiguous()).detach().float().cpu().numpy()
 
 
+@torch.inference_mode()
+def unfolded_logits(classifier: PhotoClassifier, images: list[Image.Image]) -> np.ndarray:
+    """The shipped path without the BatchNorm folding: channels-last, inference_mode."""
+    return classifier.model(classifier.preprocess(images)).float().cpu().numpy()
+
+
 def bench_photo(quick: bool = False, device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    classifier, segmenter = PhotoClassifier.load(device), Segmenter.load(device)
+    classifier = load_model("photo classifier", "FRUITSEG_PHOTO_CLASSIFIER", lambda: PhotoClassifier.load(device))
+    segmenter = load_segmenter(device)
     if not torch.is_grad_enabled():
         raise RuntimeError("bench_photo must run with grad mode on: that is the plain baseline")
     pipeline = FruitPipeline(classifier, segmenter)
     photo = one_fruit_photo()
     analysis = pipeline.analyze(photo)
     crop = analysis.fruits[0].cutout if analysis.fruits else photo
-    agree = classifier.logits([crop]).argmax(1) == plain_logits(classifier, [crop]).argmax(1)
+    shipped, plain = classifier.logits([crop]), plain_logits(classifier, [crop])
+    agree = shipped.argmax(1) == plain.argmax(1)
     rounds, per_round, warmup = (3, 3, 2) if quick else (10, 10, 5)
 
     log(f"photo: timing the photo classifier at batch 1 ({rounds} rounds x {per_round} calls per path)")
-    samples = interleaved({"shipped": lambda: classifier.logits([crop]), "plain": lambda: plain_logits(classifier, [crop])},
-                          rounds, per_round, warmup)
+    paths = {"shipped": classifier.logits, "unfolded": lambda images: unfolded_logits(classifier, images),
+             "plain": lambda images: plain_logits(classifier, images)}
+    samples = interleaved({name: (lambda fn=fn: fn([crop])) for name, fn in paths.items()}, rounds, per_round, warmup)
     batch1 = {name: summarize(times) for name, times in samples.items()}
     batch1["speedup"] = ratio(batch1["plain"]["p50_ms"], batch1["shipped"]["p50_ms"])
+    batch1["speedup_vs_unfolded"] = ratio(batch1["unfolded"]["p50_ms"], batch1["shipped"]["p50_ms"])
 
     log(f"photo: timing a one-fruit {photo.width}x{photo.height} photo through the pipeline")
     samples = interleaved({"pipeline": lambda: pipeline.analyze(photo), "whole_photo": lambda: classifier.predict([photo])},
@@ -66,7 +79,9 @@ def bench_photo(quick: bool = False, device: str | None = None, log: Callable[[s
         "weights": classifier.source.describe() if classifier.source else "given model",
         "image_size": classifier.model.image_size,
         "photo": f"{photo.width}x{photo.height}, {len(analysis.fruits)} fruit(s) found, answer {analysis.answer.kind if analysis.answer else '-'}",
+        "inference_path": classifier.inference_path,
         "argmax_agreement": bool(agree.all()),
+        "max_abs_logit_diff": round(float(np.abs(shipped - plain).max()), 6),
         "batch1": batch1,
         "one_fruit_photo": photo_times,
     }

@@ -48,26 +48,25 @@ def markdown_machine(m: dict[str, Any]) -> str:
 
 def markdown_classifier(r: dict[str, Any]) -> str:
     b1, b64, acc = r["batch1"], r["batch64"], r["accuracy"]
+    labels = {"shipped": "**Shipped**", "tuned_float32": "Tuned float32 (baseline)", "plain": "Plain (baseline)"}
 
-    def row(label: str, key: str) -> list[str]:
-        return [label, _fmt(b1[key]["p50_ms"], 2), _fmt(b1[key]["p95_ms"], 2), _fmt(b1[key]["per_s"], 0), _fmt(b64[key]["per_s"], 0)]
+    def versus(key: str, base: str) -> str:
+        return f"{_x(b1['ratios'][key][f'vs_{base}'])} / {_x(b64['ratios'][key][f'vs_{base}'])}"
 
-    def speedup(label: str, key: str) -> list[str]:
-        return [f"**{label}**", f"**{_x(b1[key])}**", "", f"**{_x(b1[key])}**", f"**{_x(b64[key])}**"]
-
-    rows = [row("Shipped (`Classifier.logits`: " + r["inference_path"] + ")", "shipped")]
-    if "float32" in b64:
-        rows.append(row("Float32 fallback (`Classifier(int8=False)`: " + r["float32_path"] + ")", "float32"))
-    rows += [row("Plain (eager, NCHW float32, grad mode)", "plain"), speedup("Speed-up (plain / shipped)", "speedup")]
-    if "float32" in b64:
-        rows.append(speedup("Speed-up (plain / float32 fallback)", "float32_speedup"))
+    rows = [
+        [f"{labels.get(key, f'`{key}`')}: {r['paths'][key]}", _fmt(b1[key]["p50_ms"], 2), _fmt(b1[key]["p95_ms"], 2),
+         _fmt(b1[key]["per_s"], 0), _fmt(b64[key]["per_s"], 0), versus(key, "plain"), versus(key, "tuned_float32")]
+        for key in r["paths"]
+    ]
     out = [
         "### Classifier",
         "",
-        _table(["Path", "batch 1 p50 (ms)", "batch 1 p95 (ms)", "batch 1 images/s", "batch 64 images/s"], rows),
+        _table(["Path", "batch 1 p50 (ms)", "batch 1 p95 (ms)", "batch 1 images/s", "batch 64 images/s",
+                "speed vs plain (batch 1 / 64)", "speed vs tuned float32 (batch 1 / 64)"], rows),
         "",
+        f"Shipped: `Classifier.inference_path` = {r['inference_path']}.",
         f"Timed: {r['timed']}; {_threads(r['threads'])} on {r['device']}; images/s from the median call; "
-        "calls of all paths interleaved in alternating rounds.",
+        "calls of all paths interleaved in alternating rounds; speed ratios from the medians.",
     ]
     if "shipped_top1" in acc:
         out.append(
@@ -85,8 +84,10 @@ def markdown_classifier(r: dict[str, Any]) -> str:
 def markdown_photo(r: dict[str, Any]) -> str:
     b1, p = r["batch1"], r["one_fruit_photo"]
     rows = [
-        ["Photo classifier, batch 1: shipped (`PhotoClassifier.logits`: channels-last, inference_mode, float32)",
+        [f"Photo classifier, batch 1: shipped (`PhotoClassifier.logits`: {r['inference_path']})",
          _fmt(b1["shipped"]["p50_ms"], 2), _fmt(b1["shipped"]["p95_ms"], 2), f"**{_x(b1['speedup'])}** faster"],
+        ["Photo classifier, batch 1: the same unfolded (channels-last, inference_mode, float32)",
+         _fmt(b1["unfolded"]["p50_ms"], 2), _fmt(b1["unfolded"]["p95_ms"], 2), f"{_x(b1['speedup_vs_unfolded'])} the shipped time"],
         ["Photo classifier, batch 1: plain (eager, NCHW, grad mode)", _fmt(b1["plain"]["p50_ms"], 2), _fmt(b1["plain"]["p95_ms"], 2), "1x"],
         [f"One-fruit photo ({r['photo']}): segment-then-classify (`FruitPipeline.analyze`)",
          _fmt(p["pipeline"]["p50_ms"], 1), _fmt(p["pipeline"]["p95_ms"], 1), f"{_x(p['pipeline_over_whole_photo'])} the time"],
@@ -96,14 +97,13 @@ def markdown_photo(r: dict[str, Any]) -> str:
         "### Photo classifier and segment-then-classify on a photo\n\n"
         + _table(["Path", "p50 (ms)", "p95 (ms)", "vs baseline"], rows)
         + f"\n\nTimed in interleaved rounds on {r['device']} with {_threads(r['threads'])}; input {r['image_size']} px; "
-        f"shipped and plain agree on the crop's class: {r['argmax_agreement']}. Weights: {r['weights']}."
+        f"shipped and plain agree on the crop's class: {r['argmax_agreement']} (max |logit difference| "
+        f"{r['max_abs_logit_diff']:.2g}). Weights: {r['weights']}."
     )
 
 
 def markdown_segmenter(r: dict[str, Any]) -> str:
     out = ["### Segmenter", ""]
-    if not r["trained"]:
-        out += ["**No segmenter weights were found: the segmenter rows are an untrained model (timing only, IoU meaningless).**", ""]
     rows = []
     for entry in r["sizes"]:
         for name, m in entry["methods"].items():

@@ -13,25 +13,15 @@ from PIL import Image
 
 from fruitseg.bench.baselines import BASELINES
 from fruitseg.bench.inputs import make_scenes, scene_banks
+from fruitseg.bench.loading import load_model
 from fruitseg.bench.timing import ratio, summarize
 from fruitseg.predictors import Segmenter
 
 
 def load_segmenter(device: str | None, log: Callable[[str], None] = print) -> Segmenter:
-    """The shipped segmenter; if no weights exist yet, an untrained ``light`` model (flagged)."""
-    try:
-        return Segmenter.load(device)
-    except Exception as error:  # no checkpoint yet (e.g. while it trains)
-        from fruitseg.device import select_device
-        from fruitseg.models import FCNTransformerNet
-
-        log(f"segmenter: no weights ({type(error).__name__}: {str(error).splitlines()[0][:120]}); using an UNTRAINED light model")
-        dev = torch.device(device) if device is not None else select_device()
-        torch.manual_seed(0)
-        model = FCNTransformerNet.from_preset("light")
-        segmenter = Segmenter(model, dev, None)
-        segmenter.untrained = True
-        return segmenter
+    """The shipped segmenter (``FRUITSEG_SEGMENTER`` or checkpoints/segmenter), or
+    :class:`~fruitseg.bench.loading.ModelUnavailable`."""
+    return load_model("segmenter", "FRUITSEG_SEGMENTER", lambda: Segmenter.load(device))
 
 
 def bench_segmenter(
@@ -56,7 +46,6 @@ def bench_segmenter(
     from fruitseg.evaluate import EVAL_SEED
 
     segmenter = segmenter or load_segmenter(device, log)
-    untrained = bool(getattr(segmenter, "untrained", False))
     seed = EVAL_SEED if seed is None else seed
     fruits, bank, source = scene_banks(Path(data) if data else None, Path(backgrounds) if backgrounds else None, quick, log)
     if sizes is None:
@@ -112,8 +101,7 @@ def bench_segmenter(
     return {
         "device": str(segmenter.device),
         "threads": torch.get_num_threads(),
-        "weights": "UNTRAINED (random init; no segmenter weights found)" if untrained else segmenter.source.describe() if segmenter.source else "given model",
-        "trained": not untrained,
+        "weights": segmenter.source.describe() if segmenter.source else "given model",
         "working_size": segmenter.model.image_size,
         "scenes": f"{source}; seed {seed}; scene i = make_scene(default_rng([seed, i]))",
         "iou": "fruit IoU over all scenes of a size (sum of intersections / sum of unions); prediction = probability >= 0.5",
