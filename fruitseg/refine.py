@@ -23,6 +23,12 @@ def _box(a: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(a, -1, (2 * radius + 1, 2 * radius + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product of two (H, W, 3) arrays: ``(a * b).sum(-1)``, channel by channel
+    (about 10x faster than numpy's reduction over a last axis of 3)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float = EPS, subsample: int = 1) -> np.ndarray:
     """Colour guided filter: ``guide`` (H, W, 3) float32 in [0, 1], ``source`` (H, W) float32.
 
@@ -45,7 +51,7 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
         bias = cv2.resize(bias, (w, h), interpolation=cv2.INTER_LINEAR)
     else:
         a, bias = _coefficients(guide, source, radius, eps)
-    return (a * guide).sum(-1) + bias
+    return _dot(a, guide) + bias
 
 
 def _coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +75,7 @@ def _coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
         [inv_rr * c0 + inv_rg * c1 + inv_rb * c2, inv_rg * c0 + inv_gg * c1 + inv_gb * c2, inv_rb * c0 + inv_gb * c1 + inv_bb * c2],
         -1,
     ) / det[..., None]
-    bias = mean_p - (a * mean_i).sum(-1)
+    bias = mean_p - _dot(a, mean_i)
     return _box(a, radius), _box(bias, radius)
 
 

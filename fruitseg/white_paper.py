@@ -29,17 +29,23 @@ def _border(array: np.ndarray) -> np.ndarray:
     return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
 
 
+def _white_border(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The border pixels (N, 3) and which of them are near-white (N,), without looking inside."""
+    border = _border(rgb)
+    return border, near_white(border[None])[0]
+
+
 def on_white_background(rgb: np.ndarray) -> bool:
     """True when nearly the whole image border is near-white, as in Fruits-360."""
-    return bool(_border(near_white(rgb)).mean() >= WHITE_BORDER_FRACTION)
+    return bool(_white_border(rgb)[1].mean() >= WHITE_BORDER_FRACTION)
 
 
 def paper_colour(rgb: np.ndarray) -> np.ndarray:
     """(3,) float32: the median colour of the near-white border pixels (white if none)."""
-    white = _border(near_white(rgb))
+    border, white = _white_border(rgb)
     if not white.any():
         return np.full(3, 255.0, np.float32)
-    return np.median(_border(rgb)[white], axis=0).astype(np.float32)
+    return np.median(border[white], axis=0).astype(np.float32)
 
 
 def paper_in_shade(rgb: np.ndarray, paper: np.ndarray) -> np.ndarray:
