@@ -2,9 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from fruitseg.evaluate import main
+from fruitseg.evaluate import evaluate_segmenter, main, validation_banks, validation_scenes
 from fruitseg.predictors import Classifier
 
 from conftest import FIXTURES
@@ -35,7 +36,7 @@ def test_segmenter_and_pipeline_evaluation_on_scenes_from_given_folders(tmp_path
     folders = ["--fruits", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"), "--size", "160"]
     main(["segmenter", "--scenes", "3", "--json", str(tmp_path / "seg.json"), *folders])
     seg = json.loads((tmp_path / "seg.json").read_text())
-    assert seg["scenes"] == 3 and 0 <= seg["fruit_iou"] <= 1 and 0.5 <= seg["pixel_accuracy"] <= 1
+    assert seg["scenes"] == 3 and set(seg) == {"scenes", "fruit_iou", "mean_scene_iou", "pixel_accuracy", "boundary_f1_2px"}
 
     main(["pipeline", "--scenes", "3", "--json", str(tmp_path / "pipe.json"), *folders])
     pipe = json.loads((tmp_path / "pipe.json").read_text())
@@ -44,7 +45,31 @@ def test_segmenter_and_pipeline_evaluation_on_scenes_from_given_folders(tmp_path
         "fruit_found", "segment_then_classify_top1", "cutout_true_mask_top1", "classify_whole_scene_top1",
         "same_scene_on_white_top1",
     ):
-        assert 0 <= pipe[key] <= 1
+        assert 3 * pipe[key] == pytest.approx(round(3 * pipe[key]), abs=1e-4)  # a share of the three scenes
+
+
+class MaskSegmenter:
+    """Answers each scene with a probability map made from its true mask (an oracle, or its opposite)."""
+
+    def __init__(self, scenes, invert: bool = False):
+        self.masks = {scene.image.tobytes(): scene.mask.astype(bool) != invert for scene in scenes}
+
+    def predict(self, images):
+        return [self.masks[np.asarray(image).tobytes()].astype(np.float32) for image in images]
+
+
+def test_segmenter_metrics_of_a_perfect_and_of_an_inverted_mask(tiny_fruits360):
+    banks = validation_banks(tiny_fruits360, FIXTURES / "backgrounds")
+    scenes = list(validation_scenes(3, 0, 96, banks))
+    fruit = np.mean([scene.mask.astype(bool).mean() for scene in scenes])
+    assert 0 < fruit < 1
+
+    perfect = evaluate_segmenter(MaskSegmenter(scenes), scenes)
+    assert (perfect["fruit_iou"], perfect["mean_scene_iou"], perfect["pixel_accuracy"]) == (1.0, 1.0, 1.0)
+    assert perfect["boundary_f1_2px"] == 1.0
+
+    inverted = evaluate_segmenter(MaskSegmenter(scenes, invert=True), scenes)
+    assert (inverted["fruit_iou"], inverted["mean_scene_iou"], inverted["pixel_accuracy"]) == (0.0, 0.0, 0.0)
 
 
 def test_kinds_evaluation_on_a_folder_of_real_photos(tmp_path):

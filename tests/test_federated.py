@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fruitseg.federated import data as fdata
 from fruitseg.federated import report
 from fruitseg.federated.algorithms import LocalConfig, client_criterion, train_local
 from fruitseg.federated.partitions import dirichlet_partition, label_counts, partition, shard_partition
@@ -131,8 +132,20 @@ def test_client_round_trains_its_own_partition():
     weights, metrics = client_round(settings, 1, 1, start)
     again, _ = client_round(settings, 1, 1, start)
     assert metrics["num-examples"] == parts[1].size
-    assert 0.0 <= metrics["minority-accuracy"] <= 1.0
     assert any(not torch.equal(weights[k], start[k]) for k in start)
+
+    # Minority accuracy: the trained local model on the validation samples of the classes this
+    # client has at most its mean count of (FedLMD's major classes are the ones above it).
+    data = fdata.load(settings.data_spec())
+    counts = np.bincount(data.y_train[parts[1]], minlength=6)
+    minority = np.flatnonzero(counts * 6 <= counts.sum())
+    assert 0 < minority.size < 6
+    rows = np.isin(data.y_val, minority)
+    local = settings.build_model(6).eval()
+    local.load_state_dict(weights)
+    with torch.no_grad():
+        predicted = local(fdata.to_tensor(data.x_val[rows])).argmax(1).numpy()
+    assert metrics["minority-accuracy"] == pytest.approx(np.mean(predicted == data.y_val[rows]))
     assert all(torch.equal(weights[k], again[k]) for k in start)  # deterministic per (seed, round, client)
 
 
@@ -152,10 +165,13 @@ def test_quick_run_through_flower_simulation(tmp_path):
     assert results["framework"] == f"flwr {flwr.__version__}"
     runs = results["runs"]
     assert [r["algorithm"] for r in runs] == ["fedavg", "fedntd", "fedlmd"]
+    setting = results["setting"]
+    validation = len(fdata.synthetic(setting["classes"], setting["per_class"], setting["val_per_class"], setting["size"]).y_val)
     for run in runs:
         assert run["seed"] == 0 and run["alpha"] == 0.1
         assert len(run["accuracy"]) == len(run["minority_accuracy"]) == 3
-        assert all(0.0 <= a <= 1.0 for a in run["accuracy"])
+        hits = np.multiply(run["accuracy"], validation)  # shares of the whole validation set
+        np.testing.assert_allclose(hits, np.round(hits), atol=1e-6)
         assert all(len(c) == 2 for c in run["clients_per_round"])  # 4 clients, fraction 0.5
     assert runs[0]["clients_per_round"] == runs[1]["clients_per_round"] == runs[2]["clients_per_round"]
     assert runs[0]["initial_accuracy"] == runs[2]["initial_accuracy"]  # same seed, same initial model

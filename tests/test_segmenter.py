@@ -3,6 +3,7 @@ the shipped segmenters, whose files predate that layout, loading strictly with t
 
 from __future__ import annotations
 
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,18 @@ def test_shipped_segmenters_load_strictly(name, tmp_path):
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert torch.equal(again(x), model(x))
+
+
+def test_pretrained_backbone_without_network_gives_a_clear_error(monkeypatch, tmp_path):
+    # The network is cut here (no probing of a real host): an empty torch hub cache must download.
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        with pytest.raises(RuntimeError, match="could not be downloaded.*offline"):
+            FCNTransformerNet.from_preset("light", pretrained_backbone=True)
+    finally:
+        torch.hub.set_dir(previous)

@@ -339,8 +339,11 @@ def test_segment_bad_inputs_raise_clear_errors(models, example_paths, text_as_jp
 def test_segment_api_returns_overlay_mask_and_info(models, example_paths):
     overlay, mask_path, info = segment.segment_api(models, example_paths["lemon"], 0.5, 0.3)
     assert overlay.size == Image.open(example_paths["lemon"]).size
-    assert Path(mask_path).is_file()
     assert set(info) >= {"fruit_fraction", "threshold", "fruits", "image_size", "ms", "device"}
+    with Image.open(mask_path) as mask:
+        fruit = np.asarray(mask) == 255
+    assert info["fruit_fraction"] == pytest.approx(fruit.mean())  # the area reported is the mask's
+    assert len(info["fruits"]) == len(segment.segment_image(models, common.read_image(example_paths["lemon"])).fruits)
 
 
 # --------------------------------------------------------------------------- LMD explorer
