@@ -1,5 +1,5 @@
-"""Shared test set-up: make the project importable when ``pytest`` runs from the repo root,
-and shared fixtures: the models (loaded once) and the real app served on a free port.
+"""Shared fixtures: the models (loaded once) and the real app served on a free port.
+(``pytest`` imports the project from the repo root: ``pythonpath`` in pyproject.toml.)
 
 The UI tests use the default weights (``checkpoints/`` unless FRUITSEG_CLASSIFIER /
 FRUITSEG_SEGMENTER say otherwise). Tests that only pass with *trained* weights (e.g. "the
@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from fruitseg.bench.server import free_port  # one helper for tests and benchmarks
 
-from fruitseg.bench.server import free_port  # noqa: E402  (one helper for tests and benchmarks)
+ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 EXAMPLES = ROOT / "fruitseg" / "ui" / "examples"
 FIXTURES = ROOT / "tests" / "fixtures"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "trained_weights: passes only with trained model weights (e.g. checks the predicted fruit)"
-    )
 
 
 @pytest.fixture(scope="session")
