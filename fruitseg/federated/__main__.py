@@ -151,7 +151,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    from fruitseg.federated.data import SYNTHETIC
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and not args.quick and args.data != SYNTHETIC and not Path(args.data).is_dir():
+        parser.error(f"--data {args.data} is not a folder (the shared data lives in ../shared/data beside the project; "
+                     "--data synthetic or --quick run without it)")  # fmt: skip
     if args.command == "run":
         run(args)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 TASKS = {
     "classifier": "fruitseg.train.classifier",
@@ -11,6 +12,7 @@ TASKS = {
     "segmenter": "fruitseg.train.segmenter",
     "calibrate": "fruitseg.train.calibrate",
 }
+FOLDERS = ("data", "backgrounds", "photos", "real_masks", "model")  # arguments that name input folders
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +24,11 @@ def main(argv: list[str] | None = None) -> None:
         modules[task] = module
         module.add_arguments(sub.add_parser(task, help=module.__doc__.strip().splitlines()[0]))
     args = parser.parse_args(argv)
+    for name in FOLDERS:
+        folder = getattr(args, name, None)
+        if folder and not Path(folder).is_dir():
+            option = "--" + name.replace("_", "-")
+            parser.error(f"{option} {folder} is not a folder (the shared data lives in ../shared/data beside the project)")
     modules[args.task].run(args)
 
 

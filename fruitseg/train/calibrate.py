@@ -32,7 +32,7 @@ CALIBRATION_IMAGES = 2000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="Fruits-360 Training folder (<Class>/*.jpg)")
+    parser.add_argument("--data", default="../shared/data/fruits360/Training", help="Fruits-360 Training folder (<Class>/*.jpg)")
     parser.add_argument("--model", default="checkpoints/classifier", help="saved classifier folder; its config.json is updated")
     parser.add_argument("--images", type=int, default=CALIBRATION_IMAGES, help="training frames to calibrate on")
     parser.add_argument("--cutout-fraction", type=float, default=0.5, help="share of them made to look like pipeline cut-outs")
