@@ -21,6 +21,7 @@ from fruitseg.federated import report
 from fruitseg.federated.algorithms import LocalConfig, client_criterion, train_local
 from fruitseg.federated.partitions import dirichlet_partition, label_counts, partition, shard_partition
 from fruitseg.losses import LMDLoss, major_labels_from_counts, ntd_loss
+from fruitseg.provenance import git_commit
 
 LABELS = np.repeat(np.arange(10), 100)  # 10 classes x 100 samples
 
@@ -163,6 +164,7 @@ def test_quick_run_through_flower_simulation(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["framework"] == f"flwr {flwr.__version__}"
+    assert results["provenance"]["commit"].removesuffix("-dirty") == git_commit().removesuffix("-dirty")  # the code run
     runs = results["runs"]
     assert [r["algorithm"] for r in runs] == ["fedavg", "fedntd", "fedlmd"]
     setting = results["setting"]

@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from fruitseg.federated import data as fdata
     from fruitseg.federated.apps import client_app, make_server_app
+    from fruitseg.provenance import provenance
 
     if args.quick:
         for key, value in QUICK.items():
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> dict:
     shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("algorithm", "seed", "partition", "alpha", "classes_per_client", "cache_dir")}
     results = {
         "framework": f"flwr {flwr.__version__}",
+        "provenance": provenance("float32, eager (training and evaluation on CPU)"),
         "setting": {
             **shared,
             "data": args.data if args.data == fdata.SYNTHETIC else os.path.relpath(args.data),

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fruitseg.device import has_fast_bfloat16
+from fruitseg.provenance import git_commit
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -157,7 +158,7 @@ def save_state(
         },
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "average_updates": average.updates if average is not None else None,
-        "history": history,
+        "history": stamp_commit(history),
     }
     save_file(tensors, str(directory / "state.safetensors"))
     (directory / "state.json").write_text(json.dumps(meta, indent=1))
@@ -186,10 +187,20 @@ def load_state(
     return meta["epoch"], meta["history"]
 
 
+def stamp_commit(history: list[dict]) -> list[dict]:
+    """Give each epoch's record that has none the commit it is trained at (resumed epochs keep theirs)."""
+    if any("commit" not in record for record in history):
+        commit = git_commit()
+        for record in history:
+            record.setdefault("commit", commit)
+    return history
+
+
 def write_history(directory: Path, history: list[dict]) -> None:
-    """Per-epoch metrics as ``metrics.csv`` and ``metrics.json``."""
+    """Per-epoch metrics as ``metrics.csv`` and ``metrics.json``, each epoch with its commit."""
     if not history:
         return
+    stamp_commit(history)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "metrics.json").write_text(json.dumps(history, indent=1))
     with open(directory / "metrics.csv", "w", newline="") as f:
