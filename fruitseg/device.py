@@ -118,7 +118,7 @@ def fastest_path(
     make_input: Callable[[int], torch.Tensor],
     device: torch.device,
 ) -> tuple[str, dict[str, dict[int, float]], str]:
-    """(name, milliseconds per image of every path at batch 1 and 8, where they came from) of
+    """(name, milliseconds per image of every path at batch 1 and 8, where they are kept) of
     the path with the least time per image summed over :data:`TIMED_BATCHES`: from the
     cache for this machine, else measured now (:func:`time_paths`) and cached."""
     if len(paths) == 1:
@@ -128,11 +128,11 @@ def fastest_path(
     cached = _read(file).get(key)
     if isinstance(cached, dict) and cached.get("path") in paths and set(cached.get("ms_per_image", {})) == set(paths):
         timings = {name: {int(b): ms for b, ms in by_batch.items()} for name, by_batch in cached["ms_per_image"].items()}
-        return cached["path"], timings, f"measured on this machine earlier, cached in {file}"
+        return cached["path"], timings, f"timed once per machine, kept in {file}"
     timings = time_paths(paths, {batch: make_input(batch) for batch in TIMED_BATCHES})
     best = min(paths, key=lambda name: sum(timings[name].values()))
     data = _read(file)
     data[key] = {"path": best, "ms_per_image": timings}
     _write(file, data)
     log.info("%s: %s is the fastest path here (%s)", model, best, timings)
-    return best, timings, f"measured now, cached in {file}"
+    return best, timings, f"timed once per machine, kept in {file}"  # the same words when read back
