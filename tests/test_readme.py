@@ -34,8 +34,6 @@ from fruitseg.bench.server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SHARED = ROOT.parent / "shared" / "data"
-# What the README's "..." stands for in its torchrun line: the data folders of the commands above it.
-ELIDED = "--data ../shared/data/fruits360/Training --backgrounds ../shared/data/backgrounds"
 QUICK = {  # evaluation -> options appended to the README's command for a quick run
     "classifier": ["--limit", "16"],
     "kinds": ["--limit", "1"],
@@ -67,7 +65,7 @@ def expand(command: str) -> list[list[str]]:
         from fruitseg.bench.report import PARTS
 
         return [shlex.split(command.replace("<part>", part)) for part in PARTS]
-    return [shlex.split(command.replace(" ...", " " + ELIDED))]
+    return [shlex.split(command)]
 
 
 class Parsed(Exception):
@@ -75,19 +73,42 @@ class Parsed(Exception):
         self.namespace = namespace
 
 
-def run_module(monkeypatch, argv: list[str], parse_only: bool = False) -> None:
-    """``python -m argv[0] argv[1:]`` in this process (``-m``'s own entry point, via runpy)."""
+class Built(Exception):
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.parser = parser
+
+
+def run_module(monkeypatch, argv: list[str], parse_only: bool = False, parser_only: bool = False) -> None:
+    """``python -m argv[0] argv[1:]`` in this process (``-m``'s own entry point, via runpy);
+    ``parse_only``: stop with :class:`Parsed` once the arguments are parsed, ``parser_only``: stop
+    with :class:`Built` (the parser) instead of parsing."""
     module, *args = argv
     with monkeypatch.context() as patch:
-        if parse_only:
+        if parse_only or parser_only:
             parse_args = argparse.ArgumentParser.parse_args
 
             def parse_and_stop(self, *a, **k):
-                raise Parsed(parse_args(self, *a, **k))
+                raise Built(self) if parser_only else Parsed(parse_args(self, *a, **k))
 
             patch.setattr(argparse.ArgumentParser, "parse_args", parse_and_stop)
         patch.setattr(sys, "argv", [module, *args])
         runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def check_template(monkeypatch, argv: list[str]) -> None:
+    """A command with "..." in it (the rest as in other commands): its subcommand and every
+    option it names exist."""
+    with pytest.raises(Built) as built:
+        run_module(monkeypatch, argv, parser_only=True)
+    parser, words = built.value.parser, [w for w in argv[1:] if w != "..."]
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    parsers = [parser]
+    if subparsers:
+        choices = subparsers[0].choices
+        parsers = [choices[words[0]]] if words and words[0] in choices else [parser, *choices.values()]
+        assert not words or words[0].startswith("-") or words[0] in choices, words[0]
+    known = set().union(*(p._option_string_actions for p in parsers))
+    assert [w for w in words if w.startswith("-") and w.split("=")[0] not in known] == []
 
 
 def module_argv(words: list[str]) -> list[str] | None:
@@ -115,8 +136,11 @@ def test_every_module_command_parses_as_written(monkeypatch, command):
     if command.startswith("torchrun"):
         assert (Path(sys.executable).parent / "torchrun").exists(), "torchrun comes with torch"
     for words in expand(command):
-        with pytest.raises(Parsed):
-            run_module(monkeypatch, module_argv(words), parse_only=True)
+        if "..." in words:
+            check_template(monkeypatch, module_argv(words))
+        else:
+            with pytest.raises(Parsed):
+                run_module(monkeypatch, module_argv(words), parse_only=True)
 
 
 def quick_form(argv: list[str], json_path: Path) -> list[str] | None:
