@@ -58,19 +58,24 @@ def distance_to_edge(mask: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def merge_unnecked_peaks(parts: np.ndarray, distance: np.ndarray, neck_ratio: float = NECK_RATIO) -> np.ndarray:
+def merge_unnecked_peaks(
+    parts: np.ndarray, distance: np.ndarray, neck_ratio: float = NECK_RATIO, min_area: int = 0
+) -> np.ndarray:
     """Join neighbouring watershed parts with no narrow neck between them: one long fruit (a banana), not two.
 
     ``parts``: (H, W) labels 1..n from a watershed of ``-distance`` (0 = outside). Two touching
     round fruits meet at a neck: the pass between their peaks (the highest distance on the line
     where their parts meet) is well below both peaks. Along an elongated or bent fruit it stays
-    close to them: parts whose pass is at least ``neck_ratio`` times the lower peak are joined
-    (transitively). Returns labels 1..m, m <= n.
+    close to them: parts whose pass is at least ``neck_ratio`` times the lower peak are joined,
+    and so is each part smaller than ``min_area`` pixels to the neighbour it has the highest
+    pass with (too small to be a fruit, it is the end of one), transitively. Returns labels
+    1..m, m <= n.
     """
     count = int(parts.max())
     if count <= 1:
         return parts
-    peaks = np.asarray(ndimage.maximum(distance, parts, np.arange(1, count + 1)), dtype=np.float32)
+    index = np.arange(1, count + 1)
+    peaks = np.asarray(ndimage.maximum(distance, parts, index), dtype=np.float32)
     # Every pair of 4-neighbours in different parts; the pass is the highest of their lower distances.
     pairs = []
     for a, b, da, db in (
@@ -84,6 +89,9 @@ def merge_unnecked_peaks(parts: np.ndarray, distance: np.ndarray, neck_ratio: fl
     np.maximum.at(passes, (first, second), height)
     passes = np.maximum(passes, passes.T)[1:, 1:]
     joined = passes >= neck_ratio * np.minimum(peaks[:, None], peaks[None, :])
+    small = np.flatnonzero(np.bincount(parts.ravel(), minlength=count + 1)[1:] < min_area)
+    neighbour = passes[small].argmax(axis=1)
+    joined[small, neighbour] |= passes[small, neighbour] > 0
     np.fill_diagonal(joined, False)
     if not joined.any():
         return parts
@@ -97,14 +105,16 @@ def separate_touching(
     min_peak_ratio: float = MIN_PEAK_RATIO,
     peak_spacing: float = PEAK_SPACING,
     neck_ratio: float = NECK_RATIO,
+    min_area: int = 0,
 ) -> np.ndarray:
     """int32 labels (0 = outside, 1..n) splitting one connected blob (bool) into its roundish parts.
 
     The peaks of the distance to the blob's edge are the fruits' centres (``peak_local_max``:
     at least ``min_peak_ratio`` of the highest, none closer to a higher one than ``peak_spacing``
     times the highest); the blob is flooded from them (``watershed`` of ``-distance``),
-    so touching fruits are cut along their neck, and parts with no neck between them are
-    joined again (:func:`merge_unnecked_peaks`). A blob thinner than ``min_radius`` stays whole.
+    so touching fruits are cut along their neck, and parts with no neck between them, or
+    smaller than ``min_area`` pixels, are joined again (:func:`merge_unnecked_peaks`). A blob
+    thinner than ``min_radius`` stays whole.
     """
     single = component.astype(np.int32)
     distance = distance_to_edge(component)
@@ -123,21 +133,21 @@ def separate_touching(
     markers = np.zeros(component.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     parts = watershed(-distance, markers, mask=component)
-    return merge_unnecked_peaks(parts, distance, neck_ratio)
+    return merge_unnecked_peaks(parts, distance, neck_ratio, min_area)
 
 
-def _split_at(component: np.ndarray, scale: float, min_radius: float) -> np.ndarray:
+def _split_at(component: np.ndarray, scale: float, min_radius: float, min_area: int) -> np.ndarray:
     """:func:`separate_touching` on ``component`` shrunk by ``scale`` (<= 1), labels at full size.
 
     Full-size pixels take the label under them in the shrunk split, grown over the pixels the
     shrunk blob lost (thin edges) with ``expand_labels``: each takes its nearest part's label.
     """
     if scale >= 1.0:
-        return separate_touching(component, min_radius)
+        return separate_touching(component, min_radius, min_area=min_area)
     height, width = component.shape
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = cv2.resize(component.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
-    parts = separate_touching(small, min_radius * scale) if small.any() else small.astype(np.int32)
+    parts = separate_touching(small, min_radius * scale, min_area=int(min_area * scale**2)) if small.any() else small.astype(np.int32)
     if parts.max() <= 1:
         return component.astype(np.int32)
     parts = expand_labels(parts, distance=max(size))
@@ -187,7 +197,7 @@ def split_fruits(
         x0, y0, x1, y1 = box_of(blobs == index)
         window = (slice(y0, y1), slice(x0, x1))
         blob = blobs[window] == index
-        parts = _split_at(blob, scale, MIN_SPLIT_RADIUS) if split_touching else blob.astype(np.int32)
+        parts = _split_at(blob, scale, MIN_SPLIT_RADIUS, min_area) if split_touching else blob.astype(np.int32)
         n = int(parts.max())
         areas = np.bincount(parts.ravel(), minlength=n + 1)
         sums = np.bincount(parts.ravel(), weights=prob[window].ravel(), minlength=n + 1)

@@ -109,6 +109,18 @@ def test_specks_and_small_blobs_are_dropped_and_holes_filled():
     assert region.confidence < 1.0  # the hole's zeros count in the mean
 
 
+def test_a_blob_is_not_split_into_pieces_too_small_to_be_fruit():
+    # Two necked halves of 314 px each in a 512x512 map (a speck is < 524 px, 0.2 %): one fruit
+    # of 628 px, not two specks dropped.
+    shape = (512, 512)
+    prob = (disc(shape, 100, 100, 10) | disc(shape, 118, 100, 10)).astype(np.float32)
+    (region,) = split_fruits(prob)
+    assert region.area == int(prob.sum())
+    # Halves of a fruit's size are still split.
+    big = (disc(shape, 100, 100, 30) | disc(shape, 155, 100, 30)).astype(np.float32)
+    assert len(split_fruits(big)) == 2
+
+
 def test_split_touching_off_and_threshold():
     prob = (disc((120, 200), 60, 60, 40) | disc((120, 200), 135, 60, 40)).astype(np.float32)
     assert len(split_fruits(prob, split_touching=False)) == 1
