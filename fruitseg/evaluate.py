@@ -259,7 +259,10 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--json", default=None, help="also write the results here")
         p.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    for folder in (getattr(args, "data", None), getattr(args, "real", None)):
+    folders = [getattr(args, "data", None), getattr(args, "real", None)]
+    if args.task == "pipeline" or (args.task == "segmenter" and not args.real):  # scenes of held-out frames
+        folders += [args.fruits or DEFAULT_FRUITS, args.backgrounds or DEFAULT_BACKGROUNDS]
+    for folder in folders:
         if folder and not Path(folder).is_dir():
             parser.error(f"{folder} is not a folder (the shared data lives in ../shared/data beside the project)")
 

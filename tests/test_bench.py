@@ -84,7 +84,6 @@ def test_classifier_quick_times_every_path_against_both_baselines(classifier_res
 def test_classifier_paths_agree_on_the_fixtures(classifier_result):
     acc = classifier_result["accuracy"]
     assert acc["images"] == len(list(FIXTURE_FRUITS.glob("*.jpg")))
-    assert 0.0 <= acc["agreement"] <= 1.0
     assert acc["shipped_classes"] == acc["plain_classes"]  # the same top-1 class, image by image
     assert acc["agreement"] == 1.0
     assert math.isfinite(acc["max_abs_logit_diff"]) and acc["max_abs_logit_diff"] >= 0
@@ -114,11 +113,11 @@ def test_segmenter_quick_is_well_formed(segmenter_result):
     assert r["weights"].startswith("bundled: checkpoints/segmenter")
     for entry in r["sizes"]:
         assert set(entry["methods"]) == {"segmenter", "unrefined", *BASELINES}
-        for name, m in entry["methods"].items():
-            assert 0.0 <= m["iou"] <= 1.0 and 0.0 <= m["mean_scene_iou"] <= 1.0, (name, m)
+        for m in entry["methods"].values():
             check_stats({**m, "n": entry["scenes"]})
             assert positive_finite(m["time_vs_segmenter"])
         assert entry["methods"]["segmenter"]["time_vs_segmenter"] == 1.0
+        assert entry["methods"]["segmenter"]["iou"] > 0.5, "the trained segmenter finds most fruit of the tiny quick scenes (0.68 at 128x128)"
 
 
 def test_scenes_are_deterministic_and_fall_back_to_fixtures(tmp_path):
