@@ -8,7 +8,6 @@ so a figure can be traced to the code and the arithmetic that produced it. A com
 
 from __future__ import annotations
 
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -35,24 +34,13 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def provenance(inference_path: str | None = None, **extra: Any) -> dict[str, Any]:
     """``{"commit", "inference_path", "torch", "cpu", "cpu_bfloat16", "cpu_threads", **extra}``.
 
     ``inference_path`` names the arithmetic the figures come from (e.g. ``Classifier.inference_path``);
     ``cpu_bfloat16`` whether this CPU runs bfloat16 natively, which decides some of those paths.
     """
-    from fruitseg.device import has_fast_bfloat16
+    from fruitseg.device import cpu_name, has_fast_bfloat16
 
     return {
         "commit": git_commit(),

@@ -12,21 +12,13 @@ from typing import Any
 
 import torch
 
-from fruitseg.device import has_fast_bfloat16
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+from fruitseg.device import cpu_name, has_fast_bfloat16
 
 
 def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     info: dict[str, Any] = {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gib": None,
