@@ -198,6 +198,21 @@ def test_folding_refuses_a_batchnorm_whose_convolution_output_is_used_elsewhere(
         fold_batchnorm_into_convs(randomise_batchnorm(Residual()), torch.randn(1, 3, 8, 8))
 
 
+def test_the_seed_cnns_batchnorm_folding_is_the_generic_one_and_exact(shipped):
+    from fruitseg.models.classifier import fold_batchnorm, folded_convolutions
+
+    x = torch.randn(4, 3, 100, 100, generator=torch.Generator().manual_seed(1))
+    assert conv_batchnorm_pairs(shipped, x) == [(f"layer{i}.0", f"layer{i}.1") for i in (1, 2, 3)]  # every block's pair
+    model = FruitsClassificationModel.from_pretrained(SHIPPED).train()
+    folded = fold_batchnorm(model)
+    assert model.training and not folded.training  # the caller's model keeps its mode
+    assert [type(block[1]) for block in (folded.layer1, folded.layer2, folded.layer3)] == [nn.Identity] * 3
+    assert len(folded_convolutions(folded)) == 3
+    with torch.inference_mode():
+        got, expected = folded(x), shipped(x)
+    assert (got - expected).abs().max() <= 1e-5 * (expected.max() - expected.min())  # float32 rounding only (~1e-6 here)
+
+
 def test_the_photo_classifier_runs_folded_with_the_same_answers():
     from PIL import Image
 

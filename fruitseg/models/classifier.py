@@ -8,14 +8,13 @@ and 128 channels take a (B, 3, 100, 100) image to (B, 128, 12, 12); a Linear lay
 
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitseg.labels import FRUITS360_CLASSES
+from fruitseg.models.folding import fold_batchnorm_into_convs
 from fruitseg.models.hub_mixin import FruitsegHubMixin
 
 INPUT_SIZE = 100
@@ -87,12 +86,14 @@ class FruitsClassificationModel(nn.Module, FruitsegHubMixin, pipeline_tag="image
 
 
 def fold_batchnorm(model: FruitsClassificationModel) -> FruitsClassificationModel:
-    """A copy of ``model`` (in eval mode) whose Conv2d+BatchNorm2d pairs are one Conv2d."""
-    fused = copy.deepcopy(model).eval()
-    for block in (fused.layer1, fused.layer2, fused.layer3):
-        block[0] = fuse_conv_bn_eval(block[0], block[1])
-        block[1] = nn.Identity()
-    return fused
+    """A copy of ``model`` (in eval mode) whose Conv2d+BatchNorm2d pairs are one Conv2d (each
+    block's BatchNorm becomes ``Identity``): :func:`fruitseg.models.folding.fold_batchnorm_into_convs`
+    on one input of the model's size, which also checks the copy's logits against the model's."""
+    weight = model.fc.weight
+    example = torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE, generator=torch.Generator().manual_seed(0))
+    folded = fold_batchnorm_into_convs(model, example.to(weight.device, weight.dtype))
+    folded_convolutions(folded)  # every block's BatchNorm was folded
+    return folded
 
 
 def folded_convolutions(model: FruitsClassificationModel) -> list[nn.Conv2d]:

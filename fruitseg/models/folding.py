@@ -62,8 +62,12 @@ def fold_batchnorm_into_convs(model: nn.Module, example: torch.Tensor, tolerance
         rest = [part for part in (getattr(bn, "drop", None), getattr(bn, "act", None)) if part is not None and not isinstance(part, nn.Identity)]
         parent, _, attribute = bn_name.rpartition(".")
         setattr(folded.get_submodule(parent), attribute, nn.Sequential(*rest) if rest else nn.Identity())
-    with torch.no_grad():
-        expected, got = model.eval()(example), folded(example)
+    training = model.training
+    try:
+        with torch.no_grad():
+            expected, got = model.eval()(example), folded(example)
+    finally:
+        model.train(training)  # the caller's model keeps its mode
     spread = float(expected.max() - expected.min()) or 1.0
     if float((got - expected).abs().max()) > tolerance * spread:
         raise ValueError("folding the BatchNorm layers changed the output: a BatchNorm did not follow its convolution alone")
