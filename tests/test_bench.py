@@ -239,10 +239,20 @@ def test_photo_part_times_the_photo_classifier_and_the_pipeline():
     ("classifier", "FRUITSEG_CLASSIFIER", "classifier"),
     ("photo", "FRUITSEG_PHOTO_CLASSIFIER", "photo classifier"),
     ("segmenter", "FRUITSEG_SEGMENTER", "segmenter"),
+    ("app", "FRUITSEG_CLASSIFIER", "classifier"),
+    ("load", "FRUITSEG_SEGMENTER", "segmenter"),  # app.py's models are checked before it is started
+    ("load", "FRUITSEG_PHOTO_CLASSIFIER", "photo classifier"),
 ])
 def test_a_model_that_cannot_be_loaded_stops_the_bench_with_one_line(part, env, name, tmp_path, monkeypatch, capsys):
+    from fruitseg.bench import app, load
+
+    def no_server(*args, **kwargs):
+        raise AssertionError("an app was started without its models")
+
     monkeypatch.setenv(env, str(tmp_path))  # a folder without weights
     monkeypatch.setattr(cli, "machine_info", lambda device: {})
+    monkeypatch.setattr(load, "AppServer", no_server)
+    monkeypatch.setattr(app, "AppServer", no_server)
     assert cli.main([part, "--quick"]) == 2
     out, err = capsys.readouterr()
     assert out == ""  # no report: nothing was measured

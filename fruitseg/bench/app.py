@@ -7,20 +7,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from fruitseg.bench.classifier import load_classifier
 from fruitseg.bench.inputs import bench_scene_file
 from fruitseg.bench.machine import RssSampler, mib, peak_rss_bytes
 from fruitseg.bench.segmenter import load_segmenter
 from fruitseg.bench.server import AppServer, endpoint_calls, free_port, make_client
 from fruitseg.bench.timing import interleaved, ratio, summarize
-from fruitseg.predictors import Classifier
 
 
 def bench_models(device: str | None = None, log: Callable[[str], None] = print):
-    """The app's ``Models``: the shipped weights, or the untrained segmenter stand-in (flagged)."""
+    """The app's ``Models`` with the shipped weights, or :class:`~fruitseg.bench.loading.ModelUnavailable`."""
     from fruitseg.ui.state import Models
 
-    segmenter = load_segmenter(device, log)
-    return Models(Classifier.load(device), segmenter), bool(getattr(segmenter, "untrained", False))
+    return Models(load_classifier(device), load_segmenter(device, log))
 
 
 def cold_start(image: Path, downloads: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def bench_app(
     from fruitseg.ui import build_demo, launch
 
     calls = calls or (6 if quick else 40)
-    models, untrained = bench_models(device, log)
+    models = bench_models(device, log)
     with tempfile.TemporaryDirectory(prefix="fruitseg-bench-") as tmp:
         tmp = Path(tmp)
         image = bench_scene_file(tmp)
@@ -81,7 +80,6 @@ def bench_app(
         result: dict[str, Any] = {
             "calls": calls,
             "input": f"{image.name} (a 512x512 composite scene of the fixture fruits); /lmd: 5 classes",
-            "segmenter_trained": not untrained,
             "endpoints": endpoints,
         }
         if cold:

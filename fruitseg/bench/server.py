@@ -12,39 +12,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
-from fruitseg.bench.inputs import CACHE_DIR, ROOT
+from fruitseg.bench.inputs import ROOT
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def untrained_segmenter_dir() -> Path:
-    """A folder with an untrained ``light`` segmenter (config.json + model.safetensors).
-
-    Only used while ``checkpoints/segmenter`` does not exist yet, so that the app can start
-    (for timing and load tests, never for IoU); the reports say so.
-    """
-    from fruitseg.models import FCNTransformerNet
-
-    folder = CACHE_DIR / "untrained_segmenter"
-    if not (folder / "model.safetensors").exists():
-        torch.manual_seed(0)
-        FCNTransformerNet.from_preset("light").save_pretrained(folder)
-    return folder
-
-
-def segmenter_env() -> dict[str, str]:
-    """Environment for an app subprocess: the untrained stand-in when no weights exist."""
-    from fruitseg.hub import CHECKPOINTS
-
-    if os.environ.get("FRUITSEG_SEGMENTER") or (CHECKPOINTS / "segmenter" / "model.safetensors").exists():
-        return {}
-    return {"FRUITSEG_SEGMENTER": str(untrained_segmenter_dir())}
 
 
 LMD_ARGS = dict(
@@ -93,7 +67,6 @@ class AppServer:
             "GRADIO_ANALYTICS_ENABLED": "False",
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
             "PYTHONUNBUFFERED": "1",
-            **segmenter_env(),
             **(env or {}),
         }
         self.log = tempfile.NamedTemporaryFile(prefix="fruitseg-bench-server-", suffix=".log", delete=False)
