@@ -15,7 +15,9 @@ kinds       real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photo
             accuracy and the most confused pairs.
 
 Weights come from the same place as in the app (``FRUITSEG_CLASSIFIER`` /
-``FRUITSEG_SEGMENTER``, default ``checkpoints/``).
+``FRUITSEG_SEGMENTER``, default ``checkpoints/``). A ``--json`` file also records its
+``provenance`` (:mod:`fruitseg.provenance`): the commit, each model's inference path, torch
+and the CPU.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from fruitseg.data.fruits360 import FruitImage, image_files, list_images, split_by_frame_blocks
 from fruitseg.instances import cut_out
 from fruitseg.predictors import Classifier, PhotoClassifier, Segmenter
+from fruitseg.provenance import provenance
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DEFAULT_FRUITS = SHARED / "fruits360" / "Training"
@@ -274,14 +277,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.limit:
             items = items[:: max(1, len(items) // args.limit)][: args.limit]
         results = {"inference_path": classifier.inference_path, **evaluate_classifier(classifier, items)}
+        paths = classifier.inference_path
     elif args.task == "segmenter" and args.real:
         from fruitseg.pipeline import FruitPipeline
 
-        pipeline = FruitPipeline(None, Segmenter.load(args.device, refine_edges=not args.no_refine))
-        results = evaluate_real_masks(pipeline, args.real)
+        segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
+        results, paths = evaluate_real_masks(FruitPipeline(None, segmenter), args.real), segmenter.inference_path
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
-        results = evaluate_segmenter(Segmenter.load(args.device, refine_edges=not args.no_refine), scenes)
+        segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
+        results, paths = evaluate_segmenter(segmenter, scenes), segmenter.inference_path
     elif args.task == "kinds":
         from fruitseg.data.photo_crops import kind_photo_files
 
@@ -290,8 +295,10 @@ def main(argv: list[str] | None = None) -> None:
             items = [item for kind in sorted({k for _, k in items}) for item in [i for i in items if i[1] == kind][: args.limit]]
         classifiers = {"photo_classifier": PhotoClassifier.load(args.device),
                        "seed_cnn": Classifier.load(args.device, path="float32" if args.float32 else "auto")}
+        segmenter = Segmenter.load(args.device)
         results = {"inference_paths": {name: c.inference_path for name, c in classifiers.items()},
-                   **evaluate_kinds(Segmenter.load(args.device), classifiers, items)}
+                   **evaluate_kinds(segmenter, classifiers, items)}
+        paths = {**results["inference_paths"], "segmenter": segmenter.inference_path}
     else:
         from fruitseg.pipeline import FruitPipeline
 
@@ -302,10 +309,11 @@ def main(argv: list[str] | None = None) -> None:
         scenes = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1)
         twins = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1, white_background=True)
         results = {"classifier_inference_path": classifier.inference_path, **evaluate_pipeline(pipeline, scenes, twins)}
+        paths = {"classifier": classifier.inference_path, "segmenter": segmenter.inference_path}
     summary = {k: v for k, v in results.items() if k != "per_class_top1"}
     print(json.dumps(summary, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps({**results, "provenance": provenance(paths)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -308,6 +308,12 @@ class Segmenter:
         self.model = model.eval().to(self.device)
         self.fruit_index = model.class_names.index("fruit") if "fruit" in model.class_names else 1
 
+    @property
+    def inference_path(self) -> str:
+        """What :meth:`predict` computes with (for stored results, :mod:`fruitseg.provenance`)."""
+        refine = ", guided-filter edge refinement" if self.refine_edges else ", no edge refinement"
+        return f"float32, inference_mode on {self.device.type}{refine}"
+
     @classmethod
     def load(cls, device: torch.device | str | None = None, refine_edges: bool = True) -> "Segmenter":
         device = torch.device(device) if device is not None else select_device()

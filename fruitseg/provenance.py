@@ -34,10 +34,11 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def provenance(inference_path: str | None = None, **extra: Any) -> dict[str, Any]:
+def provenance(inference_path: str | dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     """``{"commit", "inference_path", "torch", "cpu", "cpu_bfloat16", "cpu_threads", **extra}``.
 
-    ``inference_path`` names the arithmetic the figures come from (e.g. ``Classifier.inference_path``);
+    ``inference_path`` names the arithmetic the figures come from (e.g. ``Classifier.inference_path``),
+    or, where several models made them, each model's by name;
     ``cpu_bfloat16`` whether this CPU runs bfloat16 natively, which decides some of those paths.
     """
     from fruitseg.device import cpu_name, has_fast_bfloat16

@@ -23,6 +23,7 @@ from fruitseg.bench.machine import RssSampler, machine_info, peak_rss_bytes, rss
 from fruitseg.bench.report import clean, markdown_classifier, to_markdown
 from fruitseg.bench.segmenter import bench_segmenter
 from fruitseg.predictors import Classifier, classifier_paths
+from fruitseg.provenance import git_commit
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -111,6 +112,7 @@ def test_segmenter_quick_is_well_formed(segmenter_result):
     r = segmenter_result
     assert [entry["size"] for entry in r["sizes"]] == ["128x128", "160x96"]
     assert r["weights"].startswith("bundled: checkpoints/segmenter")
+    assert r["inference_path"].endswith(", guided-filter edge refinement")
     for entry in r["sizes"]:
         assert set(entry["methods"]) == {"segmenter", "unrefined", *BASELINES}
         for m in entry["methods"].values():
@@ -195,6 +197,8 @@ def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys, classifier_
     assert cli.main(["classifier", "--quick", "--json", str(out_json), "--markdown", str(out_md)]) == 0
     data = json.loads(out_json.read_text())
     assert data["classifier"]["speedup_nan"] is None  # NaN is written as null
+    assert data["provenance"]["commit"].removesuffix("-dirty") == git_commit().removesuffix("-dirty")
+    assert data["provenance"]["inference_path"] == {"classifier": classifier_result["inference_path"]}
     assert out_md.read_text() in capsys.readouterr().out
     assert "### Classifier" in out_md.read_text()
 

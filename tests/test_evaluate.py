@@ -4,11 +4,19 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from fruitseg.device import select_device
 from fruitseg.evaluate import evaluate_segmenter, main, validation_banks, validation_scenes
 from fruitseg.predictors import Classifier
+from fruitseg.provenance import git_commit
 
 from conftest import FIXTURES
+
+
+def segmenter_path() -> str:
+    """Segmenter.inference_path of the app's segmenter (edges refined) on this machine."""
+    return f"float32, inference_mode on {select_device().type}, guided-filter edge refinement"
 
 
 @pytest.mark.trained_weights
@@ -32,15 +40,27 @@ def test_classifier_evaluation_says_which_path_ran_and_float32_is_on_request(tmp
     assert float32["top1"] >= 0.95 and default["top1"] >= 0.95
 
 
+def test_a_written_evaluation_records_the_commit_and_the_inference_path(tmp_path, tiny_fruits360):
+    out = tmp_path / "classifier.json"
+    main(["classifier", "--data", str(tiny_fruits360), "--limit", "2", "--json", str(out)])
+    results = json.loads(out.read_text())
+    assert results["images"] == 2
+    record = results["provenance"]
+    assert record["commit"].removesuffix("-dirty") == git_commit().removesuffix("-dirty") and record["inference_path"] == results["inference_path"]
+    assert record["torch"] == torch.__version__ and record["cpu"]
+
+
 def test_segmenter_and_pipeline_evaluation_on_scenes_from_given_folders(tmp_path, tiny_fruits360):
     folders = ["--fruits", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"), "--size", "160"]
     main(["segmenter", "--scenes", "3", "--json", str(tmp_path / "seg.json"), *folders])
     seg = json.loads((tmp_path / "seg.json").read_text())
-    assert seg["scenes"] == 3 and set(seg) == {"scenes", "fruit_iou", "mean_scene_iou", "pixel_accuracy", "boundary_f1_2px"}
+    assert seg["scenes"] == 3 and set(seg) == {"scenes", "fruit_iou", "mean_scene_iou", "pixel_accuracy", "boundary_f1_2px", "provenance"}
+    assert seg["provenance"]["inference_path"] == segmenter_path()
 
     main(["pipeline", "--scenes", "3", "--json", str(tmp_path / "pipe.json"), *folders])
     pipe = json.loads((tmp_path / "pipe.json").read_text())
     assert pipe["scenes"] == 3
+    assert pipe["provenance"]["inference_path"] == {"classifier": pipe["classifier_inference_path"], "segmenter": seg["provenance"]["inference_path"]}
     for key in (
         "fruit_found", "segment_then_classify_top1", "cutout_true_mask_top1", "classify_whole_scene_top1",
         "same_scene_on_white_top1",
@@ -77,6 +97,7 @@ def test_kinds_evaluation_on_a_folder_of_real_photos(tmp_path):
     main(["kinds", "--data", str(FIXTURES / "photos"), "--json", str(out)])
     results = json.loads(out.read_text())
     assert results["photos"] == 4 and results["kinds"] == ["Apple", "Banana", "Lime", "Pomegranate"]
+    assert results["provenance"]["inference_path"] == {**results["inference_paths"], "segmenter": segmenter_path()}
     for model in ("photo_classifier", "seed_cnn"):
         scores = results[model]
         assert set(scores["per_kind_top1"]) == set(results["kinds"])
@@ -101,6 +122,7 @@ def test_segmenter_evaluation_on_real_photos_with_masks(tmp_path):
     out = tmp_path / "real.json"
     main(["segmenter", "--real", str(real), "--json", str(out)])
     results = json.loads(out.read_text())
-    assert set(results) == {"src0", "src1", "all"} and results["all"]["photos"] == 2
+    assert set(results) == {"src0", "src1", "all", "provenance"} and results["all"]["photos"] == 2
+    assert results["provenance"]["inference_path"] == segmenter_path()
     # fruit on white with the recovered mask: both the app and GrabCut find it
     assert results["all"]["segmenter_iou"] > 0.8 and 0 < results["all"]["grabcut_iou"] <= 1

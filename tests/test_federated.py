@@ -181,6 +181,30 @@ def test_quick_run_through_flower_simulation(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
+def test_a_deployments_result_json_records_its_provenance(tmp_path, monkeypatch):
+    import flwr
+    from flwr.app import Context, RecordDict
+
+    from fruitseg.federated import apps
+
+    record = {"algorithm": "fedntd", "seed": 1, "accuracy": [0.5]}
+    ran = []
+
+    def one_run(grid, runs, on_finish, progress):  # Flower's loop itself is exercised by the simulation test
+        ran.extend(runs)
+        on_finish(record)
+
+    monkeypatch.setattr(apps, "run_server", one_run)
+    out = tmp_path / "fedntd-1.json"
+    config = {"algorithm": "fedntd", "seed": 1, "result-json": str(out)}
+    apps.make_server_app(progress=False)(None, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=config))
+    assert [(r.algorithm, r.seed) for r in ran] == [("fedntd", 1)]
+    results = json.loads(out.read_text())
+    assert results["runs"] == [record] and results["framework"] == f"flwr {flwr.__version__}"
+    assert results["provenance"]["commit"].removesuffix("-dirty") == git_commit().removesuffix("-dirty")  # others may edit the tree meanwhile
+    assert results["provenance"]["inference_path"] == apps.INFERENCE_PATH
+
+
 # --------------------------------------------------------------------------- report and the explorer's section
 
 

@@ -24,6 +24,7 @@ from fruitseg.bench.machine import machine_info, mib, peak_rss_bytes
 from fruitseg.bench.photo import bench_photo
 from fruitseg.bench.report import PARTS, clean, to_markdown
 from fruitseg.bench.segmenter import bench_segmenter
+from fruitseg.provenance import provenance
 
 
 def run(parts: Sequence[str], args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
@@ -90,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     markdown = to_markdown(results)
     if args.json:
+        paths = {part: results[part]["inference_path"] for part in parts if "inference_path" in results.get(part, {})}
+        results["provenance"] = provenance(paths or None)  # the commit and each measured model's path
         Path(args.json).write_text(json.dumps(clean(results), indent=1, allow_nan=False, default=str) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown)

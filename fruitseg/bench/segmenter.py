@@ -102,6 +102,7 @@ def bench_segmenter(
         "device": str(segmenter.device),
         "threads": torch.get_num_threads(),
         "weights": segmenter.source.describe() if segmenter.source else "given model",
+        "inference_path": segmenter.inference_path,
         "working_size": segmenter.model.image_size,
         "scenes": f"{source}; seed {seed}; scene i = make_scene(default_rng([seed, i]))",
         "iou": "fruit IoU over all scenes of a size (sum of intersections / sum of unions); prediction = probability >= 0.5",

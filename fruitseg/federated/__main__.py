@@ -91,12 +91,10 @@ def _runs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> dict:
-    import flwr
     from flwr.simulation import run_simulation
 
     from fruitseg.federated import data as fdata
-    from fruitseg.federated.apps import client_app, make_server_app
-    from fruitseg.provenance import provenance
+    from fruitseg.federated.apps import client_app, make_server_app, results_header
 
     if args.quick:
         for key, value in QUICK.items():
@@ -113,8 +111,7 @@ def run(args: argparse.Namespace) -> dict:
     fdata.load(base.data_spec())  # decode and cache once, before the Ray workers read it
     shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("algorithm", "seed", "partition", "alpha", "classes_per_client", "cache_dir")}
     results = {
-        "framework": f"flwr {flwr.__version__}",
-        "provenance": provenance("float32, eager (training and evaluation on CPU)"),
+        **results_header(),
         "setting": {
             **shared,
             "data": args.data if args.data == fdata.SYNTHETIC else os.path.relpath(args.data),

@@ -47,6 +47,8 @@ from fruitseg.federated.model import SmallFruitsCNN
 from fruitseg.federated.partitions import partition
 from fruitseg.losses import major_labels_from_counts
 
+INFERENCE_PATH = "float32, eager (training and evaluation on CPU)"  # what every run computes with
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -283,13 +285,23 @@ def _run_one(grid: Grid, settings: RunSettings, node_of_partition: Mapping[int, 
     }
 
 
+def results_header() -> dict[str, Any]:
+    """What every federated results JSON starts with: the Flower version and the provenance
+    (:mod:`fruitseg.provenance`) of the runs."""
+    import flwr
+
+    from fruitseg.provenance import provenance
+
+    return {"framework": f"flwr {flwr.__version__}", "provenance": provenance(INFERENCE_PATH)}
+
+
 def make_server_app(
     runs: Sequence[RunSettings] | None = None, on_finish: Callable[[dict], None] | None = None, progress: bool = True
 ) -> ServerApp:
     """A ServerApp for ``runs`` (simulation), or for the one run its run config describes (``flwr run``).
 
-    ``on_finish`` receives each run's record; without it the records are written (a JSON list)
-    to the run config's ``result-json`` path, if any.
+    ``on_finish`` receives each run's record; without it the records are written to the run
+    config's ``result-json`` path, if any, as ``{"framework", "provenance", "runs": [record]}``.
     """
     app = ServerApp()
 
@@ -298,7 +310,8 @@ def make_server_app(
         records: list[dict] = []
         run_server(grid, runs or [RunSettings.from_config(context.run_config)], on_finish or records.append, progress)
         if on_finish is None and context.run_config.get("result-json"):
-            Path(str(context.run_config["result-json"])).write_text(json.dumps(records, indent=1))
+            results = {**results_header(), "runs": records}
+            Path(str(context.run_config["result-json"])).write_text(json.dumps(results, indent=1))
 
     return app
 
