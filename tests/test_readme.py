@@ -160,6 +160,8 @@ def distinct_evaluations() -> list[str]:
     for command in COMMANDS:
         if command.startswith("python -m fruitseg.evaluate"):
             words = shlex.split(command)
+            if "..." in words:
+                continue  # a template: checked above, option by option
             options = {w for w in words if w.startswith("--")} - {"--scenes", "--seed", "--size", "--limit", "--json", "--data"}
             runs.setdefault((words[3], frozenset(options)), command)
     return list(runs.values())
