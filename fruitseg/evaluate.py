@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from fruitseg.data.fruits360 import FruitImage, image_files, list_images, split_by_frame_blocks
 from fruitseg.instances import cut_out
+from fruitseg.masks import outline
 from fruitseg.predictors import Classifier, PhotoClassifier, Segmenter
 from fruitseg.provenance import provenance
 
@@ -71,13 +72,9 @@ def evaluate_classifier(classifier: Classifier, items: list[FruitImage], batch_s
     }
 
 
-def boundary(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask)
-
-
 def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: int = 2) -> float:
     """F1 of boundary pixels matched within ``tolerance`` pixels (as in the DAVIS F measure)."""
-    pb, tb = boundary(pred), boundary(truth)
+    pb, tb = outline(pred), outline(truth)  # each mask's inner ring, the image border counted as outside
     if not pb.any() and not tb.any():
         return 1.0
     near_t = ndimage.binary_dilation(tb, iterations=tolerance)

@@ -1,7 +1,7 @@
 """Photos of a fruit on white: when the dataset's own flood fill may cut the fruit out.
 
 Fruits-360 painted its backgrounds pure white, so a flood fill from the border over
-near-white pixels (:func:`fruitseg.data.masks.fruit_mask`) recovers such a fruit exactly,
+near-white pixels (:func:`fruitseg.masks.fruit_mask`) recovers such a fruit exactly,
 even one that fills the frame, which the segmenter (trained on fruit covering at most
 60 % of a scene) handles badly. A photo of a fruit on white paper has a shadow, though:
 the flood fill stops where the penumbra gets too dark and takes the rest of the shadow
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fruitseg.data.masks import fruit_mask, near_white
+from fruitseg.masks import fruit_mask, near_white
 
 WHITE_BORDER_FRACTION = 0.75  # share of near-white border pixels that makes a "photo on white"
 SHADE_TOLERANCE = (6.0, 0.04)  # |pixel - shade * paper| per channel < 6 + 4 % of the pixel's mean

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fruitseg.data.masks import fruit_mask
+from fruitseg.masks import fruit_mask
 from fruitseg.models import FruitsClassificationModel
 from fruitseg.train import augment as aug
 from fruitseg.train.common import WeightAverage, load_state, save_state

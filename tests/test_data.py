@@ -1,4 +1,4 @@
-"""Tests for fruit-mask recovery (fruitseg.data.masks) and composite scenes (fruitseg.data.scenes).
+"""Tests for fruit-mask recovery (fruitseg.masks, fruitseg.data.masks) and composite scenes (fruitseg.data.scenes).
 
 They use only the small images under tests/fixtures/: six Fruits-360 training images
 (``fruits/<Class>_<frame>.jpg``, copied unchanged) and two background crops.
@@ -18,9 +18,10 @@ from scipy import ndimage
 from fruitseg.data.backgrounds import BackgroundBank
 from fruitseg.data.fruit_bank import FruitBank, flat_fruit_items
 from fruitseg.data.fruits360 import FruitImage
-from fruitseg.data.masks import fruit_mask, near_white, soft_alpha
+from fruitseg.data.masks import mask_montage, soft_alpha
 from fruitseg.data.scenes import Scene, SceneDataset, make_scene, photo_like_scene, save_scene_grid
 from fruitseg.labels import FRUITS360_CLASSES
+from fruitseg.masks import fruit_mask, near_white, outline
 
 FRUITS_DIR = ROOT / "tests" / "fixtures" / "fruits"
 BACKGROUNDS_DIR = ROOT / "tests" / "fixtures" / "backgrounds"
@@ -138,6 +139,17 @@ def test_blank_image_has_no_fruit():
 def test_near_white_rejects_bad_input():
     with pytest.raises(ValueError):
         near_white(np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize("path", FRUIT_FILES[:3], ids=lambda p: p.stem)
+def test_outline_of_a_fruit_mask_is_its_inner_ring_and_the_montage_draws_it(path):
+    image = load(path)
+    mask = fruit_mask(image)
+    # the boundary evaluate.boundary_f1 scores: the mask minus its 4-connected erosion
+    assert np.array_equal(outline(mask), mask & ~ndimage.binary_erosion(mask))
+    montage = mask_montage(image[None], mask[None], columns=1, scale=1)
+    shown = montage[2:-2, 2 + image.shape[1] + 2 : -2]
+    assert np.array_equal((shown == (0, 255, 255)).all(axis=2), outline(mask))
 
 
 def test_soft_alpha():

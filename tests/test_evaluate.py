@@ -111,7 +111,7 @@ def test_segmenter_evaluation_on_real_photos_with_masks(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from fruitseg.data.masks import fruit_mask
+    from fruitseg.masks import fruit_mask
 
     real = tmp_path / "real"
     real.mkdir()

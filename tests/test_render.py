@@ -1,10 +1,11 @@
-"""Overlays (fruitseg.ui.render): the one outline function and how fills and outlines are drawn."""
+"""Overlays (fruitseg.ui.render) and the one outline function (fruitseg.masks.outline): how fills and outlines are drawn."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fruitseg.ui.render import colour, draw_overlay, label_map_from_masks, outline
+from fruitseg.masks import outline
+from fruitseg.ui.render import colour, draw_overlay, label_map_from_masks
 
 
 def test_outline_is_the_inner_ring_of_each_region():

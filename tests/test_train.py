@@ -79,7 +79,7 @@ def test_lite0_segmenter_trains_on_photo_like_scenes_and_real_masks(tmp_path, ti
     import numpy as np
     from PIL import Image
 
-    from fruitseg.data.masks import fruit_mask
+    from fruitseg.masks import fruit_mask
 
     real = tmp_path / "real"
     real.mkdir()

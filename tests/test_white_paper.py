@@ -8,7 +8,7 @@ from PIL import Image
 from fruitseg.bench.inputs import fixture_fruit_items
 from fruitseg.data.backgrounds import BackgroundBank
 from fruitseg.data.fruit_bank import FruitBank
-from fruitseg.data.masks import fruit_mask
+from fruitseg.masks import fruit_mask
 from fruitseg.data.scenes import make_scene
 from fruitseg.labels import FRUITS360_CLASSES
 from fruitseg.white_paper import flood_fill_mask, paper_colour, paper_in_shade

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fruitseg.data.fruits360 import IMAGE_SUFFIXES, FruitImage, list_images, load_rgb_array
-from fruitseg.data.masks import fruit_mask
+from fruitseg.masks import fruit_mask
 from fruitseg.labels import FRUITS360_CLASSES
 
 _CACHE_VERSION = 4  # bump when fruit_mask or the bank's preprocessing changes

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fruitseg.data.colour import RGB_TO_YIQ, YIQ_TO_RGB
-from fruitseg.data.masks import fruit_mask
+from fruitseg.masks import fruit_mask
 
 # RGB <-> YIQ, the scenes' own: hue turns and saturation act on (I, Q).
 _TO_YIQ = torch.from_numpy(RGB_TO_YIQ).float()

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from fruitseg.masks import outline
+
 # Distinct, colour-blind-friendly colours (Okabe-Ito, then Tableau), one per fruit.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 159, 0),
@@ -62,18 +64,6 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: bitmap font, fixed size
         return ImageFont.load_default()
-
-
-def outline(label_map: np.ndarray, width: int = 1) -> np.ndarray:
-    """(H, W) bool: the pixels of each region (``label_map > 0``; a boolean mask is one region)
-    within ``width`` pixels (4-connected steps) of a pixel outside it: another region, the
-    background or the image border."""
-    labels = np.asarray(label_map).astype(np.uint8 if label_map.max() < 256 else np.int32)
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    steps = max(1, int(width))
-    highest = cv2.dilate(labels, cross, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    lowest = cv2.erode(labels, cross, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return (labels > 0) & ((highest != labels) | (lowest != labels))
 
 
 def draw_overlay(
