@@ -19,7 +19,7 @@ from fruitseg.data.backgrounds import BackgroundBank
 from fruitseg.data.fruit_bank import FruitBank, flat_fruit_items
 from fruitseg.data.fruits360 import FruitImage
 from fruitseg.data.masks import mask_montage, soft_alpha
-from fruitseg.data.scenes import Scene, SceneDataset, make_scene, photo_like_scene, save_scene_grid
+from fruitseg.data.scenes import Scene, SceneDataset, make_scene, photo_like_scene, save_scene_grid, scene_overlay
 from fruitseg.labels import FRUITS360_CLASSES
 from fruitseg.masks import fruit_mask, near_white, outline
 
@@ -308,6 +308,13 @@ def test_shadows_are_not_fruit(fruits):
         inner = ndimage.binary_erosion(scene.mask > 0, iterations=1)
         assert (scene.image[inner].min(axis=1) < 250).mean() > 0.7
     assert shadowed >= 6, "most scenes cast visible shadows"
+
+
+def test_scene_overlay_draws_each_fruits_inner_ring_in_white(fruits, backgrounds):
+    for seed in range(3):
+        scene = make_scene(np.random.default_rng(seed), fruits, backgrounds, (64, 64))
+        white = (scene_overlay(scene) == 255).all(axis=2)  # tints and darkening never reach white
+        assert white.any() and np.array_equal(white, outline(scene.instances))
 
 
 def test_scene_grid(tmp_path, fruits, backgrounds):

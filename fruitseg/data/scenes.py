@@ -1,6 +1,6 @@
 """Composite training scenes for fruit / background segmentation.
 
-Fruits-360 photos show one fruit on painted white; :func:`fruitseg.data.masks.fruit_mask`
+Fruits-360 photos show one fruit on painted white; :func:`fruitseg.masks.fruit_mask`
 recovers each fruit's mask. :func:`make_scene` cuts 1 to 8 of those fruits out, scales,
 rotates, flips and colour-jitters them, and lays them (with soft shadows) on a background
 photo crop or a procedural background, so the pixel masks stay exact:
@@ -33,6 +33,7 @@ from scipy import ndimage
 from fruitseg.data.backgrounds import BackgroundBank
 from fruitseg.data.colour import apply_colour, colour_jitter_matrix
 from fruitseg.data.fruit_bank import FruitBank
+from fruitseg.masks import outline
 
 
 @dataclass
@@ -407,18 +408,14 @@ _PALETTE = np.array(
 
 
 def scene_overlay(scene: Scene) -> np.ndarray:
-    """The scene darkened outside the mask, each instance tinted, outlines drawn."""
+    """The scene darkened outside the mask, each instance tinted, its inner ring drawn white."""
     image = scene.image.astype(np.float32)
     out = image * 0.35
     for k in range(1, len(scene.labels) + 1):
         sel = scene.instances == k
         out[sel] = image[sel] * 0.55 + _PALETTE[(k - 1) % len(_PALETTE)] * 0.45
     out = out.astype(np.uint8)
-    inst = scene.instances
-    edge = np.zeros(inst.shape, bool)
-    edge[:, 1:] |= inst[:, 1:] != inst[:, :-1]
-    edge[1:] |= inst[1:] != inst[:-1]
-    out[edge] = 255
+    out[outline(scene.instances)] = 255
     return out
 
 
