@@ -60,10 +60,10 @@ def test_imperfect_mask_is_exact_grown_or_shrunk(batch):
     assert kinds == {"exact", "grown", "shrunk"}
 
 
-def test_cut_out_is_white_outside_its_mask_and_may_carry_a_background_rim(batch):
+def test_simulated_cut_out_is_white_outside_its_mask_and_may_carry_a_background_rim(batch):
     x, mask = batch
     generator = torch.Generator().manual_seed(2)
-    out = aug.cut_out(x, mask, generator)
+    out = aug.simulate_cut_out(x, mask, generator)
     # With no resampling and no noise the area beyond any grown mask (4 px) is pure white.
     far = aug._dilate((mask >= 0.5).float(), 6) == 0
     assert out.shape == x.shape

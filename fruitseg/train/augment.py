@@ -138,8 +138,9 @@ def lower_resolution(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return x
 
 
-def cut_out(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Fruit-on-white frames -> what the pipeline's cut-outs of scene fruit look like."""
+def simulate_cut_out(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Fruit-on-white frames -> what the pipeline's cut-outs of scene fruit look like
+    (:func:`fruitseg.instances.cut_out` on a segmenter's mask of a fruit in a photo)."""
     b = x.shape[0]
     fruit = scene_colour(x, mask, generator).clamp(0, 1)
     kept = imperfect_mask(mask, generator)
@@ -162,13 +163,13 @@ def augment(
     """Augment a (B, 3, H, W) batch in [0, 1] with its (B, 1, H, W) fruit masks.
 
     Every image is turned, scaled, shifted and flipped; ``cutout_fraction`` of them then
-    look like the pipeline's cut-outs (:func:`cut_out`), the rest get :func:`studio_colour`.
+    look like the pipeline's cut-outs (:func:`simulate_cut_out`), the rest get :func:`studio_colour`.
     """
     x, mask = geometric(x, mask, generator)
     pick = torch.rand(x.shape[0], generator=generator) < cutout_fraction
     out = studio_colour(x, generator)
     if pick.any():
-        out[pick] = cut_out(x[pick], mask[pick], generator)
+        out[pick] = simulate_cut_out(x[pick], mask[pick], generator)
     return out.clamp_(0, 1).contiguous(memory_format=torch.channels_last)
 
 
