@@ -1,7 +1,8 @@
 """Classifier and Segmenter: load a model once, predict on PIL images.
 
 They own everything between a clean RGB image and a result: preprocessing as described
-by the model's config (size, mean, std), the model on its device, and postprocessing
+by the model's config (size; mean and std through the model's own ``transforms()``,
+:mod:`fruitseg.models.transforms`), the model on its device, and postprocessing
 to plain Python/numpy values. The UI calls these and never touches tensors.
 
 The seed classifier has several inference paths, all with BatchNorm folded into the
@@ -37,6 +38,7 @@ from fruitseg.models.classifier import fold_batchnorm
 from fruitseg.models.efficientnet import EfficientNetFruitClassifier
 from fruitseg.models.folding import fold_batchnorm_into_convs
 from fruitseg.models.quantized import int8_available, int8_classifier
+from fruitseg.models.transforms import pil_to_uint8
 from fruitseg.models.winograd import MICRO_BATCH, WinogradClassifier
 from fruitseg.refine import refine_probability
 
@@ -99,12 +101,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def to_tensor(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Equal-sized RGB PIL images -> normalised (B, 3, H, W) float32, in channels-last
-    memory (the pixels' own HWC order: no copy into NCHW)."""
-    array = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in images])
-    x = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255)
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+def to_tensor(images: Sequence[Image.Image], model: nn.Module) -> torch.Tensor:
+    """Equal-sized RGB PIL images -> ``model``'s normalised (B, 3, H, W) float32 input (its
+    config's :meth:`~fruitseg.models.hub_mixin.FruitsegHubMixin.transforms`), in
+    channels-last memory (the pixels' own HWC order: no copy into NCHW)."""
+    return model.normalise(pil_to_uint8(images))
 
 
 def square_on_white(image: Image.Image, size: int) -> Image.Image:
@@ -223,7 +224,7 @@ class Classifier:
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         size = self.model.image_size
-        x = to_tensor([square_on_white(image, size) for image in images], self.model.mean, self.model.std)
+        x = to_tensor([square_on_white(image, size) for image in images], self.model)
         return x.to(self.device).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -273,7 +274,7 @@ class PhotoClassifier:
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         size = self.model.image_size
         resized = [image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0) for image in images]
-        x = to_tensor(resized, self.model.mean, self.model.std)
+        x = to_tensor(resized, self.model)
         return x.to(self.device).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -331,7 +332,7 @@ class Segmenter:
         for image in images:  # images differ in size: one at a time
             rgb = image.convert("RGB")
             resized = rgb.resize(self.working_size(image), Image.BILINEAR)
-            x = to_tensor([resized], self.model.mean, self.model.std).to(self.device)
+            x = to_tensor([resized], self.model).to(self.device)
             logits = self.model(x)
             probs = logits.float().softmax(dim=1)[:, self.fruit_index : self.fruit_index + 1]
             probs = F.interpolate(probs, size=(image.height, image.width), mode="bilinear", align_corners=False)

@@ -87,7 +87,7 @@ def test_the_int8_model_is_torch_ao_quantized_modules_with_the_stored_ranges(shi
 @needs_int8
 def test_int8_logits_follow_the_float_model_on_real_fruit(shipped):
     images = fixture_fruits()
-    x = to_tensor([square_on_white(image, 100) for image in images], shipped.mean, shipped.std)
+    x = to_tensor([square_on_white(image, 100) for image in images], shipped)
     with torch.inference_mode():
         expected = shipped(x.contiguous())
         got = int8_classifier(shipped, shipped.int8_calibration)(x)

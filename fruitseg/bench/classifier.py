@@ -23,7 +23,7 @@ def plain_forward(model: torch.nn.Module, images: Sequence[Image.Image], device:
     graph is built, as in a naive ``model(x)``), no autocast. Same preprocessing as shipped,
     then made NCHW-contiguous: ``to_tensor`` leaves the pixels in channels-last memory,
     which convolutions take as a hint to run in channels-last themselves."""
-    x = to_tensor([square_on_white(image, model.image_size) for image in images], model.mean, model.std)
+    x = to_tensor([square_on_white(image, model.image_size) for image in images], model)
     return model(x.to(device).contiguous())
 
 

@@ -153,7 +153,12 @@ def load(spec: DataSpec) -> FederatedData:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised like the project's classifier."""
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised by the fixed Fruits-360 constants
+    (``FRUITS360_MEAN`` / ``FRUITS360_STD``, the seed classifier's defaults).
+
+    On purpose not a model's ``transforms()`` (:mod:`fruitseg.models.transforms`): the
+    federated experiments' own small models carry no config, and their preprocessing must not
+    move when a retrained shipped classifier measures new statistics for its ``config.json``."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(FRUITS360_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(FRUITS360_STD).view(1, 3, 1, 1)

@@ -7,13 +7,20 @@ Two defaults are changed here, for safety and for honesty about what was loaded:
 * loading is strict: a missing or unexpected key in the state dict is an error;
 * only ``model.safetensors`` is ever read: the mixin's fallback to a pickled
   ``pytorch_model.bin`` is refused.
+
+It also keeps the config that describes inputs and outputs on the model
+(:meth:`FruitsegHubMixin.set_metadata`) and gives the one preprocessing transform built
+from it (:meth:`FruitsegHubMixin.transforms`, :mod:`fruitseg.models.transforms`).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from huggingface_hub import PyTorchModelHubMixin
+
+from fruitseg.models.transforms import Normalise
 
 REPO_URL = "https://huggingface.co/spaces/fruitseg/fruitseg"
 
@@ -47,3 +54,12 @@ class FruitsegHubMixin(
         self.image_size = image_size
         self.mean = tuple(mean)
         self.std = tuple(std)
+
+    def transforms(self) -> Normalise:
+        """The input preprocessing of this model's config: a :class:`Normalise` with its
+        ``mean`` / ``std`` ((B, 3, H, W) uint8 or [0, 1] float -> normalised float)."""
+        return Normalise(self.mean, self.std)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.transforms()(x)``: (B, 3, H, W) uint8 or [0, 1] float RGB -> the model's input."""
+        return self.transforms()(x)

@@ -14,8 +14,9 @@ Two kinds of training image come out of :func:`augment`:
   that was small in the photo, sensor noise, and a mask that is a little too large (a rim
   of background around the fruit) or too small (the fruit's edge lost to white).
 
-The conversions around it (uint8 frames to float batches, fruit masks, normalisation)
-are here too, for the training loop and the int8 calibration alike.
+The conversions around it (uint8 frames to float batches, fruit masks) are here too, for
+the training loop and the int8 calibration alike; normalisation is the model's own
+(``model.transforms()``, :mod:`fruitseg.models.transforms`).
 """
 
 from __future__ import annotations
@@ -181,7 +182,3 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
 def fruit_masks(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 frames -> (N, H, W) uint8 fruit masks (the dataset's own flood fill)."""
     return torch.from_numpy(np.stack([fruit_mask(image) for image in tqdm(images, desc="fruit masks", leave=False)]).astype(np.uint8))
-
-
-def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (x - mean) / std

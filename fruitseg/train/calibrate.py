@@ -26,7 +26,7 @@ from fruitseg.data.fruits360 import list_images, load_rgb_array, split_by_frame_
 from fruitseg.models.classifier import FruitsClassificationModel
 from fruitseg.models.quantized import calibrate
 from fruitseg.models.classifier import fold_batchnorm
-from fruitseg.train.augment import augment, fruit_masks, normalise, to_float
+from fruitseg.train.augment import augment, fruit_masks, to_float
 
 CALIBRATION_IMAGES = 2000
 
@@ -51,15 +51,14 @@ def calibrate_classifier(
     """``int8_calibration`` for ``model`` from (N, H, W, 3) uint8 training ``images`` and
     their (N, H, W) fruit ``masks``, augmented as in training (fixed seed)."""
     generator = torch.Generator().manual_seed(seed)
-    mean = torch.tensor(model.mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.std).view(1, 3, 1, 1)
+    transform = model.transforms()  # the config's mean / std, as in training
     folded = fold_batchnorm(model).float().cpu()
 
     def batches():
         for start in tqdm(range(0, len(images), batch_size), desc="int8 calibration", unit="batch"):
             x = to_float(images[start : start + batch_size].cpu())
             mask = masks[start : start + batch_size].cpu().unsqueeze(1).float()
-            yield normalise(augment(x, mask, generator, cutout_fraction), mean, std)
+            yield transform(augment(x, mask, generator, cutout_fraction))
 
     ranges = calibrate(folded, batches())
     return {**ranges, "images": len(images), "cutout_fraction": cutout_fraction, "seed": seed}

@@ -30,7 +30,7 @@ from fruitseg.data.fruits360 import list_images, load_rgb_array, split_by_frame_
 from fruitseg.labels import FRUITS360_CLASSES
 from fruitseg.models.classifier import FruitsClassificationModel
 from fruitseg.train import common
-from fruitseg.train.augment import augment, fruit_masks, normalise, to_float
+from fruitseg.train.augment import augment, fruit_masks, to_float
 from fruitseg.train.calibrate import CALIBRATION_IMAGES, calibrate_classifier, write_calibration
 
 
@@ -62,16 +62,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int, autocast, dist) -> dict:
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, transform, batch_size: int, autocast, dist) -> dict:
+    """Top-1 on the validation frames; ``transform`` is the model's preprocessing
+    (``model.transforms()``) on the device the model runs on."""
     model.eval()
-    correct = torch.zeros(2, dtype=torch.float64, device=mean.device)  # top-1 hits, count
+    device = transform.mean.device
+    correct = torch.zeros(2, dtype=torch.float64, device=device)  # top-1 hits, count
     shard = range(dist.rank * batch_size, len(images), batch_size * dist.world_size)
     for start in tqdm(shard, desc="val", leave=False, disable=not dist.is_main):
-        x = normalise(to_float(images[start : start + batch_size].to(mean.device)), mean, std)
+        x = transform(to_float(images[start : start + batch_size].to(device)))
         with autocast():
             logits = model(x)
-        y = labels[start : start + batch_size].to(mean.device)
-        correct += torch.tensor([(logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64, device=mean.device)
+        y = labels[start : start + batch_size].to(device)
+        correct += torch.tensor([(logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64, device=device)
     common.all_reduce_sum(correct, dist)
     return {"val_top1": float(correct[0] / correct[1])}
 
@@ -114,8 +117,7 @@ def run(args: argparse.Namespace) -> None:
         )
     model = model.to(device, memory_format=torch.channels_last)
     average = common.WeightAverage(model, args.average_decay) if args.average_decay > 0 else None
-    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    transform = model.transforms().to(device)  # the config's mean / std, measured above
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
 
     steps_per_epoch = math.ceil(len(train_x) / (args.batch_size * dist.world_size))
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
             x = to_float(train_x[index.to(train_x.device)])
             mask = train_masks[index.to(train_masks.device)].unsqueeze(1).float()
             x = augment(x, mask, generator, args.cutout_fraction)
-            x = normalise(x, mean, std)
+            x = transform(x)
             y = train_y[index].to(device)
             with autocast():
                 logits = ddp_model(x)
@@ -159,9 +161,9 @@ def run(args: argparse.Namespace) -> None:
             "epoch": epoch,
             "train_loss": round(float(totals[0] / totals[2]), 5),
             "train_top1": round(float(totals[1] / totals[2]), 5),
-            **{k: round(v, 5) for k, v in evaluate(ddp_model, val_x, val_y, mean, std, 256, autocast, dist).items()},
+            **{k: round(v, 5) for k, v in evaluate(ddp_model, val_x, val_y, transform, 256, autocast, dist).items()},
             **(
-                {f"average_{k}": round(v, 5) for k, v in evaluate(average.module, val_x, val_y, mean, std, 256, autocast, dist).items()}
+                {f"average_{k}": round(v, 5) for k, v in evaluate(average.module, val_x, val_y, transform, 256, autocast, dist).items()}
                 if average is not None
                 else {}
             ),

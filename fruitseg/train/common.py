@@ -93,10 +93,9 @@ def autocast_context(device: torch.device, amp: str):
 
 
 def normalise(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """(B, 3, H, W) float RGB in [0, 1] -> scaled by the ``mean`` / ``std`` of ``model``'s config."""
-    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """(B, 3, H, W) float RGB in [0, 1] -> ``model``'s input: its config's own preprocessing,
+    :meth:`~fruitseg.models.hub_mixin.FruitsegHubMixin.normalise` (``model`` may be DDP-wrapped)."""
+    return unwrap(model).normalise(x)
 
 
 class WeightAverage:

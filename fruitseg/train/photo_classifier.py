@@ -103,8 +103,9 @@ def split_photos(photos: str) -> tuple[list, list]:
 
 
 def normalise(x: torch.Tensor, model: EfficientNetFruitClassifier) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> the model's normalised float input, channels-last."""
-    return common.normalise(x.float() / 255, model).contiguous(memory_format=torch.channels_last)
+    """uint8 (B, 3, H, W) -> the model's normalised float input (its config's
+    :meth:`~fruitseg.models.hub_mixin.FruitsegHubMixin.normalise`), channels-last."""
+    return common.unwrap(model).normalise(x).contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
