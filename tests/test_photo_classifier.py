@@ -117,6 +117,51 @@ def test_photo_classifier_training_runs_end_to_end(tmp_path, tiny_fruits360):
     assert "imagenet" not in json.dumps(config)  # the shipped model never needs the ImageNet package
 
 
+def test_training_with_strong_photo_augmentation_and_imagenet_distillation(tmp_path, tiny_fruits360):
+    from fruitseg.train.__main__ import main
+
+    out = tmp_path / "out"
+    main(["photo-classifier", "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"),
+          "--photos", str(PHOTOS), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--steps", "2",
+          "--eval-every", "2", "--batch-size", "4", "--size", "64", "--val-composites", "4", "--workers", "0",
+          "--photo-augment", "strong", "--imagenet-distill", "0.5"])
+    history = json.loads((out / "metrics.json").read_text())
+    assert history[-1]["train_distill_loss"] > 0
+    assert (tmp_path / "work" / "imagenet_head.safetensors").exists()  # resumable
+    exported = EfficientNetFruitClassifier.from_pretrained(out)
+    assert exported.num_classes == len(FRUITS360_CLASSES)  # the ImageNet head is never exported
+
+
+def test_imagenet_distillation_is_zero_for_the_imagenet_body_and_pulls_a_drifted_one_back():
+    from fruitseg.train.photo_classifier import ImageNetDistillation
+
+    distillation = ImageNetDistillation(temperature=2.0)
+    student = EfficientNetFruitClassifier().init_from_imagenet().eval()
+    x = lite_input(next(PHOTOS.glob("banana/*.jpg")), 160)
+    pooled = student.net.forward_head(student.forward_features(x), pre_logits=True)
+    assert distillation.loss(x, pooled).item() < 1e-6  # same body, same head: nothing to distil
+    with torch.no_grad():
+        student.net.conv_stem.weight.mul_(-1)
+    pooled = student.net.forward_head(student.forward_features(x), pre_logits=True)
+    loss = distillation.loss(x, pooled)
+    assert loss.item() > 0.01
+    loss.backward()
+    assert student.net.conv_stem.weight.grad is not None and student.net.conv_stem.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in distillation.teacher.parameters())  # the teacher stays frozen
+
+
+def test_photo_augmentations_give_uint8_squares_and_refuse_unknown_names():
+    from fruitseg.data.photo_crops import KindPhotos, kind_photo_files
+
+    items = kind_photo_files(PHOTOS)[:4]
+    kinds = list(FRUITS360_KINDS)
+    for augment in KindPhotos.AUGMENTS:
+        x, kind = KindPhotos(items, kinds, 64, augment=augment)[0]
+        assert x.dtype == torch.uint8 and x.shape == (3, 64, 64) and kinds[kind] == items[0][1]
+    with pytest.raises(ValueError, match="augment"):
+        KindPhotos(items, kinds, 64, augment="heavy")
+
+
 @pytest.fixture(scope="module")
 def photo_classifier():
     from fruitseg.predictors import PhotoClassifier

@@ -13,7 +13,6 @@ from fruitseg.models import FCNTransformerNet, FruitsClassificationModel
 from fruitseg.models.efficientnet import EfficientNetFruitClassifier
 from fruitseg.models.transforms import Normalise
 from fruitseg.predictors import Classifier, PhotoClassifier, Segmenter
-from fruitseg.train import common
 from fruitseg.train import photo_classifier as train_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,10 +120,8 @@ def test_predictors_preprocess_through_the_models_transform(monkeypatch):
     assert calls == [(1, 3, 46, 64)]
 
 
-def test_training_loops_normalise_through_the_models_transform():
+def test_photo_training_normalises_through_the_models_transform():
     x = pixels()
-    segmenter = MAKERS["segmenter"](mean=MEAN, std=STD)
-    assert torch.equal(common.normalise(x.float() / 255, segmenter), segmenter.normalise(x))
     photo = MAKERS["photo-classifier"](mean=MEAN, std=STD)
     out = train_photo.normalise(x, photo)
     assert torch.equal(out, photo.normalise(x)) and out.is_contiguous(memory_format=torch.channels_last)

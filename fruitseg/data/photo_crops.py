@@ -9,7 +9,8 @@ Two sources, mixed in every batch by ``python -m fruitseg.train photo-classifier
   tightly around it (what the pipeline hands the classifier after segmenting a photo),
   sometimes cut by the crop's edge.
 * :class:`KindPhotos`: real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photos``),
-  labelled by kind only: a random resized crop, a flip and colour jitter.
+  labelled by kind only: a random resized crop, a flip and colour jitter (or, ``strong``,
+  torchvision's TrivialAugmentWide as well).
 
 Both return uint8 (3, S, S) tensors; normalisation belongs to the model's preprocessing.
 Item ``i`` of :class:`CompositeCrops` is a pure function of (``seed``, ``i``).
@@ -101,10 +102,20 @@ def kind_photo_files(root: str | Path) -> list[tuple[Path, str]]:
 
 
 class KindPhotos(torch.utils.data.Dataset):
-    """Real photos labelled by kind, decoded once (longer side <= ``max_side``); with ``train``
-    a random resized crop, flip and colour jitter, else the centre square at ``size``."""
+    """Real photos labelled by kind, decoded once (longer side <= ``max_side``).
 
-    def __init__(self, items: list[tuple[Path, str]], kinds: list[str], size: int, train: bool = True, max_side: int = 288):
+    ``augment``: ``"none"`` the centre square at ``size`` (validation); ``"basic"`` a random
+    resized crop (25-100 % of the area), flip and colour jitter; ``"strong"`` a wider random
+    resized crop (8-100 %, aspect 1:2 to 2:1), flip, torchvision's ``TrivialAugmentWide``
+    (one random photometric or geometric op per image) and sometimes a blur, so that a
+    model cannot lean on how one store's piles look.
+    """
+
+    AUGMENTS = ("none", "basic", "strong")
+
+    def __init__(self, items: list[tuple[Path, str]], kinds: list[str], size: int, augment: str = "basic", max_side: int = 288):
+        if augment not in self.AUGMENTS:
+            raise ValueError(f"augment must be one of {self.AUGMENTS}, got {augment!r}")
         self.kinds = [kinds.index(kind) for _, kind in items]
         self.images = []
         for path, _ in items:
@@ -112,11 +123,18 @@ class KindPhotos(torch.utils.data.Dataset):
                 image = image.convert("RGB")
                 image.thumbnail((max_side, max_side), Image.BILINEAR)
                 self.images.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
-        if train:
+        if augment == "basic":
             self.transform = v2.Compose([
                 v2.RandomResizedCrop(size, scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
                 v2.RandomHorizontalFlip(),
                 v2.ColorJitter(0.3, 0.3, 0.3, 0.03),
+            ])
+        elif augment == "strong":
+            self.transform = v2.Compose([
+                v2.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(1 / 2, 2), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.TrivialAugmentWide(),
+                v2.RandomApply([v2.GaussianBlur(5, sigma=(0.3, 2.0))], p=0.2),
             ])
         else:
             self.transform = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])

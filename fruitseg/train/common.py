@@ -92,12 +92,6 @@ def autocast_context(device: torch.device, amp: str):
     return autocast
 
 
-def normalise(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """(B, 3, H, W) float RGB in [0, 1] -> ``model``'s input: its config's own preprocessing,
-    :meth:`~fruitseg.models.hub_mixin.FruitsegHubMixin.normalise` (``model`` may be DDP-wrapped)."""
-    return unwrap(model).normalise(x)
-
-
 class WeightAverage:
     """An exponential moving average of a model's weights and buffers (as timm's ModelEmaV2).
 

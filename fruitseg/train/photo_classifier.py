@@ -14,6 +14,12 @@ kept while the new head is learned. An exponential moving average of the weights
 is evaluated and exported. ``--init-from DIR`` continues from a saved model with a fresh
 schedule (the next training stage); ``--resume`` picks up an interrupted run.
 
+``--photo-augment strong`` augments the real photos harder (TrivialAugmentWide and wider
+crops); ``--imagenet-distill W`` keeps what ImageNet knows in the body ("learning without
+forgetting"): a training-only copy of the ImageNet head on the model's pooled features
+learns to match the frozen ImageNet model's answers on every training image (Hinton
+distillation, weight W); the exported model is unchanged in shape.
+
 Validation, every ``--eval-every`` steps: top-1 by class and by kind on fixed composite
 crops of the held-out Fruits-360 frames on held-out backgrounds, and top-1 by kind on
 every tenth photo of ``--photos`` (held out from training). ``real-photos/test`` is never
@@ -23,6 +29,7 @@ read here: ``python -m fruitseg.evaluate kinds`` measures on it.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import time
 from pathlib import Path
@@ -30,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm import tqdm
 
 from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
@@ -37,11 +46,11 @@ from fruitseg.data.fruit_bank import FruitBank
 from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
 from fruitseg.data.photo_crops import CompositeCrops, KindPhotos, kind_photo_files
 from fruitseg.labels import FRUITS360_CLASSES, FRUITS360_KINDS, KIND_INDEX
-from fruitseg.losses import kind_log_softmax, kind_membership, kind_nll_loss
-from fruitseg.models.efficientnet import EfficientNetFruitClassifier
+from fruitseg.losses import kd_loss, kind_log_softmax, kind_membership, kind_nll_loss
+from fruitseg.models.efficientnet import EfficientNetFruitClassifier, load_package_weights
 from fruitseg.train import common
 
-PANELS = {"loss": ["train_loss", "train_composite_loss", "train_photo_loss"],
+PANELS = {"loss": ["train_loss", "train_composite_loss", "train_photo_loss", "train_distill_loss"],
           "top-1": ["val_composite_top1", "val_composite_kind_top1", "val_photo_kind_top1"]}
 
 
@@ -63,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames-per-class", type=int, default=60, help="training frames per class in the fruit bank")
     parser.add_argument("--sample-by", choices=["class", "kind"], default="class",
                         help="draw composites class-uniformly, or kind-uniformly (no prior towards many-class kinds)")
+    parser.add_argument("--photo-augment", choices=["basic", "strong"], default="basic", help="augmentation of the real photos")
+    parser.add_argument("--imagenet-distill", type=float, default=0.0,
+                        help="weight of distilling the frozen ImageNet model into a training-only ImageNet head (0 = off)")
+    parser.add_argument("--distill-temperature", type=float, default=2.0)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--val-composites", type=int, default=524)
     parser.add_argument("--init-from", default=None, help="a saved EfficientNetFruitClassifier to continue from")
@@ -87,6 +100,25 @@ def fruit_banks(data: str, frames_per_class: int, cache_dir: Path) -> tuple[Frui
     val_thinned = val_items[::4]
     return (FruitBank.from_items(thinned, cache=cache_dir / "train_bank.npz"),
             FruitBank.from_items(val_thinned, cache=cache_dir / "val_bank.npz"))
+
+
+class ImageNetDistillation(nn.Module):
+    """Learning without forgetting: the frozen ImageNet EfficientNet-Lite0 (the teacher) and a
+    copy of its 1000-class head on the student's pooled features (trained, never exported).
+    ``loss(student, x, pooled)`` is Hinton's KD between the two heads' answers on ``x``."""
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.teacher = EfficientNetFruitClassifier(num_classes=1000, drop_rate=0.0)
+        self.teacher.net.load_state_dict(load_package_weights(1000), strict=True)
+        self.teacher.requires_grad_(False).eval()
+        self.head = copy.deepcopy(self.teacher.net.get_classifier()).requires_grad_(True)
+        self.temperature = temperature
+
+    def loss(self, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher(x)
+        return kd_loss(self.head(pooled), target, self.temperature)
 
 
 def split_photos(photos: str) -> tuple[list, list]:
@@ -145,8 +177,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"fruit bank {train_bank} (validation {val_bank}); photos: {len(photo_train)} train, {len(photo_held)} held out")
     val_composites = CompositeCrops(val_bank, BackgroundBank(val_backgrounds), args.val_composites, args.size, seed=2024)
     kinds = list(FRUITS360_KINDS)
-    photos = KindPhotos(photo_train, kinds, args.size, train=True)
-    val_photos = KindPhotos(photo_held, kinds, args.size, train=False)
+    photos = KindPhotos(photo_train, kinds, args.size, augment=args.photo_augment)
+    val_photos = KindPhotos(photo_held, kinds, args.size, augment="none")
     membership = kind_membership(KIND_INDEX, len(kinds)).to(device)
 
     if args.init_from:
@@ -157,6 +189,11 @@ def run(args: argparse.Namespace) -> None:
     model = model.float().to(device, memory_format=torch.channels_last)
     average = common.WeightAverage(model, args.average_decay) if args.average_decay > 0 else None
     body, head = model.parameter_groups()
+    distillation = ImageNetDistillation(args.distill_temperature).to(device) if args.imagenet_distill > 0 else None
+    if distillation is not None:
+        head = head + list(distillation.head.parameters())
+        if args.resume and (work_dir / "imagenet_head.safetensors").exists():
+            distillation.head.load_state_dict(load_file(str(work_dir / "imagenet_head.safetensors")))
     optimizer = torch.optim.AdamW([{"params": body, "lr": args.lr * args.body_lr_scale}, {"params": head, "lr": args.lr}],
                                   weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / args.warmup)
@@ -173,31 +210,37 @@ def run(args: argparse.Namespace) -> None:
                                     generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
         for epoch in itertools.count(done))
     started = time.perf_counter()
-    sums = np.zeros(4)  # loss, composite loss, photo loss, steps
+    sums = np.zeros(5)  # loss, composite loss, photo loss, distillation loss, steps
     bar = tqdm(range(done + 1, args.steps + 1), desc="training", unit="step", initial=done, total=args.steps)
     for step in bar:
         model.train()
         (xc, yc), (xp, kp) = next(composite_batches), next(photo_batches)
-        logits = model(normalise(torch.cat([xc, xp]).to(device), model))
+        x = normalise(torch.cat([xc, xp]).to(device), model)
+        pooled = model.net.forward_head(model.forward_features(x), pre_logits=True)
+        logits = model.net.get_classifier()(pooled)
         loss_c = F.cross_entropy(logits[:half], yc.to(device), label_smoothing=args.label_smoothing)
         loss_p = kind_nll_loss(logits[half:], kp.to(device), membership)
-        loss = loss_c + loss_p
+        loss_d = distillation.loss(x, pooled) if distillation is not None else torch.zeros(())
+        loss = loss_c + loss_p + args.imagenet_distill * loss_d
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if average is not None:
             average.update(model)
-        sums += [loss.item(), loss_c.item(), loss_p.item(), 1]
-        bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}")
+        sums += [loss.item(), loss_c.item(), loss_p.item(), loss_d.item(), 1]
+        bar.set_postfix(loss=f"{sums[0] / sums[4]:.3f}")
         if step % args.eval_every == 0 or step == args.steps:
             scores = evaluate(average.module if average else model, val_composites, val_photos, membership, device)
-            history.append({"epoch": step, "train_loss": round(float(sums[0] / sums[3]), 4),
-                            "train_composite_loss": round(float(sums[1] / sums[3]), 4),
-                            "train_photo_loss": round(float(sums[2] / sums[3]), 4), **scores,
+            history.append({"epoch": step, "train_loss": round(float(sums[0] / sums[4]), 4),
+                            "train_composite_loss": round(float(sums[1] / sums[4]), 4),
+                            "train_photo_loss": round(float(sums[2] / sums[4]), 4),
+                            "train_distill_loss": round(float(sums[3] / sums[4]), 4), **scores,
                             "minutes": round((time.perf_counter() - started) / 60, 1)})
             tqdm.write(str(history[-1]))
             sums[:] = 0
             common.save_state(work_dir, model, optimizer, scheduler, step, history, average)
+            if distillation is not None:
+                save_file(distillation.head.state_dict(), str(work_dir / "imagenet_head.safetensors"))
             common.export_model(average.module if average else model, Path(args.out), history, PANELS)
     print(f"saved {args.out}")

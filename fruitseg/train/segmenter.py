@@ -94,7 +94,7 @@ def evaluate(model, loader, device, autocast, dist: common.Distributed) -> dict:
     for images, masks in tqdm(loader, desc="val", leave=False, disable=not dist.is_main):
         images, masks = images.to(device), masks.to(device)
         with autocast():
-            pred = model(common.normalise(images, common.unwrap(model))).argmax(dim=1)
+            pred = model(common.unwrap(model).normalise(images)).argmax(dim=1)
         fruit, truth = pred == 1, masks == 1
         totals += torch.tensor(
             [(fruit & truth).sum().item(), (fruit | truth).sum().item(), (pred == masks).sum().item(), masks.numel()],
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
                 images, masks = torch.cat([images, real_images]), torch.cat([masks, real_masks])
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
             with autocast():
-                logits = ddp_model(common.normalise(images, model))
+                logits = ddp_model(common.unwrap(model).normalise(images))
             loss = F.cross_entropy(logits.float(), masks) + dice_loss(logits, masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
