@@ -16,8 +16,8 @@ kinds       real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photo
 
 Weights come from the same place as in the app (``FRUITSEG_CLASSIFIER`` /
 ``FRUITSEG_SEGMENTER``, default ``checkpoints/``). A ``--json`` file also records its
-``provenance`` (:mod:`fruitseg.provenance`): the commit, each model's inference path, torch
-and the CPU.
+``provenance`` (:mod:`fruitseg.provenance`): the commit, each model's inference path and
+weights (where from, and a hash of the ``model.safetensors`` read), torch and the CPU.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from fruitseg.data.fruits360 import FruitImage, image_files, list_images, split_
 from fruitseg.instances import cut_out
 from fruitseg.masks import outline
 from fruitseg.predictors import Classifier, PhotoClassifier, Segmenter
-from fruitseg.provenance import provenance
+from fruitseg.provenance import provenance, weights_identity
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DEFAULT_FRUITS = SHARED / "fruits360" / "Training"
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.task == "classifier":
         classifier = Classifier.load(args.device, path="float32" if args.float32 else "auto")
+        weights = {"classifier": weights_identity(classifier.source)}
         items = list_images(args.data, tuple(classifier.class_names))
         if args.split == "val":
             items = split_by_frame_blocks(items)[1]
@@ -279,10 +280,12 @@ def main(argv: list[str] | None = None) -> None:
         from fruitseg.pipeline import FruitPipeline
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
+        weights = {"segmenter": weights_identity(segmenter.source)}
         results, paths = evaluate_real_masks(FruitPipeline(None, segmenter), args.real), segmenter.inference_path
     elif args.task == "segmenter":
         scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
+        weights = {"segmenter": weights_identity(segmenter.source)}
         results, paths = evaluate_segmenter(segmenter, scenes), segmenter.inference_path
     elif args.task == "kinds":
         from fruitseg.data.photo_crops import kind_photo_files
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         classifiers = {"photo_classifier": PhotoClassifier.load(args.device),
                        "seed_cnn": Classifier.load(args.device, path="float32" if args.float32 else "auto")}
         segmenter = Segmenter.load(args.device)
+        weights = {name: weights_identity(model.source) for name, model in {**classifiers, "segmenter": segmenter}.items()}
         results = {"inference_paths": {name: c.inference_path for name, c in classifiers.items()},
                    **evaluate_kinds(segmenter, classifiers, items)}
         paths = {**results["inference_paths"], "segmenter": segmenter.inference_path}
@@ -301,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
         classifier = Classifier.load(args.device, path="float32" if args.float32 else "auto")
+        weights = {"classifier": weights_identity(classifier.source), "segmenter": weights_identity(segmenter.source)}
         pipeline = FruitPipeline(classifier, segmenter)
         banks = validation_banks(args.fruits, args.backgrounds)
         scenes = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1)
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = {k: v for k, v in results.items() if k != "per_class_top1"}
     print(json.dumps(summary, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps({**results, "provenance": provenance(paths)}, indent=1))
+        Path(args.json).write_text(json.dumps({**results, "provenance": provenance(paths, weights=weights)}, indent=1))
 
 
 if __name__ == "__main__":

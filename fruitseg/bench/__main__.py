@@ -19,7 +19,7 @@ from fruitseg.bench.app import bench_app
 from fruitseg.bench.classifier import bench_classifier
 from fruitseg.bench.inputs import DEFAULT_BACKGROUNDS, DEFAULT_DATA
 from fruitseg.bench.load import bench_load
-from fruitseg.bench.loading import ModelUnavailable
+from fruitseg.bench.loading import LOADED_WEIGHTS, ModelUnavailable
 from fruitseg.bench.machine import machine_info, mib, peak_rss_bytes
 from fruitseg.bench.photo import bench_photo
 from fruitseg.bench.report import PARTS, clean, to_markdown
@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parts = PARTS if args.part == "all" else (args.part,)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the report only
+        LOADED_WEIGHTS.clear()  # this run's models only
         try:
             results = run(parts, args, log)
         except ModelUnavailable as error:
@@ -92,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = to_markdown(results)
     if args.json:
         paths = {part: results[part]["inference_path"] for part in parts if "inference_path" in results.get(part, {})}
-        results["provenance"] = provenance(paths or None)  # the commit and each measured model's path
+        # the commit, each measured model's path, and the weights of every model loaded
+        results["provenance"] = provenance(paths or None, weights=dict(LOADED_WEIGHTS) or None)
         Path(args.json).write_text(json.dumps(clean(results), indent=1, allow_nan=False, default=str) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown)
