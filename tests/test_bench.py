@@ -190,6 +190,20 @@ def test_machine_info_describes_the_machine():
     assert info["torch_threads"] >= 1 and info["usable_cores"] >= 1
 
 
+def test_every_run_records_the_machines_reference_speed_and_keeps_the_thread_count():
+    from fruitseg.bench.machine import reference_gflops
+    from fruitseg.bench.report import markdown_machine
+
+    threads = torch.get_num_threads()
+    speed = reference_gflops(repeats=3)
+    assert torch.get_num_threads() == threads  # measured on one thread, the caller's setting restored
+    assert 0.1 < speed < 10_000  # GFLOP/s of one core: a real measurement, not a placeholder
+    info = machine_info("cpu")
+    assert info["reference_gflops_at_start"] > 0.1
+    text = markdown_machine({**info, "reference_gflops_at_end": 12.345})
+    assert f"{info['reference_gflops_at_start']:.1f} GFLOP/s at start, 12.3 at end" in text
+
+
 def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys, classifier_result):
     canned = {"machine": machine_info("cpu"), "quick": True, "classifier": {**classifier_result, "speedup_nan": float("nan")}}
     monkeypatch.setattr(cli, "run", lambda parts, args, log: canned)

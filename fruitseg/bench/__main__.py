@@ -20,7 +20,7 @@ from fruitseg.bench.classifier import bench_classifier
 from fruitseg.bench.inputs import DEFAULT_BACKGROUNDS, DEFAULT_DATA
 from fruitseg.bench.load import bench_load
 from fruitseg.bench.loading import LOADED_WEIGHTS, ModelUnavailable
-from fruitseg.bench.machine import machine_info, mib, peak_rss_bytes
+from fruitseg.bench.machine import machine_info, mib, peak_rss_bytes, reference_gflops
 from fruitseg.bench.photo import bench_photo
 from fruitseg.bench.report import PARTS, clean, to_markdown
 from fruitseg.bench.segmenter import bench_segmenter
@@ -53,6 +53,7 @@ def run(parts: Sequence[str], args: argparse.Namespace, log: Callable[[str], Non
             results[part] = {"error": f"{type(error).__name__}: {error}"}
         results.setdefault("seconds", {})[part] = round(time.perf_counter() - start, 1)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    results["machine"]["reference_gflops_at_end"] = reference_gflops()
     results["machine"]["bench_peak_rss_mib"] = mib(peak_rss_bytes())
     return results
 

@@ -6,7 +6,9 @@ import contextlib
 import os
 import platform
 import sys
+import statistics
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bf16": has_fast_bfloat16(torch.device("cpu")),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "reference_gflops_at_start": reference_gflops(),
     }
     with contextlib.suppress(Exception):
         import psutil
@@ -42,6 +45,34 @@ def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
 
         info["gradio"] = version("gradio")
     return info
+
+
+REFERENCE_SIDE = 384  # the reference workload: one float32 384x384 matrix product on one thread
+
+
+def reference_gflops(repeats: int = 30) -> float:
+    """This machine's speed right now, on a fixed workload: GFLOP/s (from the median of
+    ``repeats`` timings) of a float32 ``REFERENCE_SIDE``-square matrix product on one thread.
+
+    A shared VM's speed changes between runs (the same model call can take 14 ms in one run and
+    25 ms in another); the bench records this at the start and the end of every run, so two
+    runs' absolute times can be compared (their ratios are taken within a run and need no such
+    help)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(REFERENCE_SIDE, REFERENCE_SIDE, generator=generator)
+    b = torch.rand(REFERENCE_SIDE, REFERENCE_SIDE, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.mm(a, b)  # warm-up
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            seconds.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return round(2 * REFERENCE_SIDE**3 / statistics.median(seconds) / 1e9, 2)
 
 
 def rss_bytes(pid: int | None = None) -> int | None:

@@ -32,6 +32,14 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _reference(m: dict[str, Any]) -> str:
+    """The machine's speed on the fixed reference workload, to compare runs' absolute times."""
+    start, end = m.get("reference_gflops_at_start"), m.get("reference_gflops_at_end")
+    if start is None:
+        return ""
+    return f"; reference (1-thread float32 matmul) {start:.1f} GFLOP/s at start" + (f", {end:.1f} at end" if end is not None else "")
+
+
 def markdown_machine(m: dict[str, Any]) -> str:
     device = m["device"] + (f" ({m['gpu']})" if m.get("gpu") else "")
     load = m.get("load_average_at_start")
@@ -42,6 +50,7 @@ def markdown_machine(m: dict[str, Any]) -> str:
         + "; "
         f"torch {m['torch']}, {_threads(m['torch_threads'])}, device {device}"
         + (f"; load average at start {load[0]:.2f}" if load else "")
+        + _reference(m)
         + "."
     )
 
