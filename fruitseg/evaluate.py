@@ -9,10 +9,13 @@ segmenter   fruit IoU, pixel accuracy and boundary F1 on composite scenes built 
             (``../shared/data/real-masks/test``), per source, beside GrabCut.
 pipeline    segment-then-classify on single-fruit scenes against the same scenes with the
             background painted white: does a fruit on any background classify as well?
-kinds       real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photos/test``):
-            top-1 by kind of the app's answer, for both classifiers (photo and seed CNN),
-            and of its parts (the whole photo, the segmenter's surest fruit); per-kind
-            accuracy and the most confused pairs.
+kinds       real photos in ``<kind>/*.jpg`` folders (``../shared/data/real-photos/test``),
+            or a flat folder of ``<name>.jpg`` whose kinds are listed in a ``SOURCES.tsv``
+            in it or its parent (``../shared/data/real-masks/test``; a photo may show
+            several kinds, and an answer naming any of them is right): top-1 by kind of
+            the app's answer, for both classifiers (photo and seed CNN), and of its parts
+            (the whole photo, the segmenter's surest fruit); per-kind accuracy and the most
+            confused pairs.
 
 Weights come from the same place as in the app (``FRUITSEG_CLASSIFIER`` /
 ``FRUITSEG_SEGMENTER``, default ``checkpoints/``). A ``--json`` file also records its
@@ -192,21 +195,32 @@ def evaluate_pipeline(pipeline, scenes, white_twins=None) -> dict:
     return results
 
 
-def evaluate_kinds(segmenter: Segmenter, classifiers: dict, items: list[tuple[Path, str]]) -> dict:
+def evaluate_kinds(segmenter: Segmenter, classifiers: dict, items: list[tuple[Path, str | frozenset[str]]]) -> dict:
     """Top-1 by kind on real photos labelled by kind, for each named classifier.
 
     Per photo the segmenter runs once; each classifier then goes through the pipeline as in
     the app. ``answer`` is the app's headline (:attr:`fruitseg.pipeline.Analysis.answer`, or
     the whole photo when no fruit is found); ``whole_image`` the classifier on the whole
     photo; ``surest_fruit`` the segmenter's surest fruit (the whole photo when none).
+
+    A photo's truth is one kind (``<kind>/*.jpg`` folders) or a set of kinds (a photo that
+    shows several, :func:`fruitseg.data.real_masks.photo_kind_sets`); an answer is right when
+    it names any kind in the photo. ``per_kind_top1`` counts a photo under each of its kinds
+    (right or wrong as a whole), so a multi-kind photo weighs in several kinds;
+    ``most_confused`` lists wrong answers only, the true side being the photo's kinds joined
+    with ``+`` (``Date+Fig+Hazelnut``). ``multi_kind_photos`` says how many photos show more
+    than one kind (0 for kind folders, whose figures are as before).
     """
     from fruitseg.images import load_image
     from fruitseg.instances import split_fruits
     from fruitseg.pipeline import FruitPipeline
 
+    truths = [frozenset([truth]) if isinstance(truth, str) else frozenset(truth) for _, truth in items]
+    if any(not truth for truth in truths):
+        raise ValueError("every photo needs at least one kind")
     pipelines = {name: FruitPipeline(c, segmenter) for name, c in classifiers.items()}
-    rows = {name: [] for name in pipelines}  # (truth, answer, whole, surest)
-    for path, truth in tqdm(items, desc="photos", unit="photo"):
+    rows = {name: [] for name in pipelines}  # (answer, whole, surest)
+    for path, _ in tqdm(items, desc="photos", unit="photo"):
         image = load_image(path)
         probability = next(iter(pipelines.values())).segment(image)
         regions = split_fruits(probability)  # once, for every classifier
@@ -215,17 +229,17 @@ def evaluate_kinds(segmenter: Segmenter, classifiers: dict, items: list[tuple[Pa
             whole = analysis.whole_image or pipeline.classifier.predict([image])[0]
             surest = analysis.fruits[0].prediction if analysis.fruits else whole
             answer = analysis.answer or whole
-            rows[name].append((truth, answer.kind, whole.kind, surest.kind))
-    results: dict = {"photos": len(items), "kinds": sorted({truth for _, truth in items})}
+            rows[name].append((answer.kind, whole.kind, surest.kind))
+    results: dict = {"photos": len(items), "kinds": sorted(set().union(*truths)),
+                     "multi_kind_photos": sum(len(truth) > 1 for truth in truths)}
     for name, found in rows.items():
-        truth = np.array([r[0] for r in found])
-        answer, whole, surest = (np.array([r[i] for r in found]) for i in (1, 2, 3))
-        per_kind = {k: round(float((answer[truth == k] == k).mean()), 4) for k in results["kinds"]}
-        confusions = Counter((t, a) for t, a in zip(truth, answer) if t != a)
+        right = {part: np.array([r[i] in truth for r, truth in zip(found, truths)]) for i, part in enumerate(("answer", "whole", "surest"))}
+        per_kind = {k: round(float(right["answer"][[k in truth for truth in truths]].mean()), 4) for k in results["kinds"]}
+        confusions = Counter(("+".join(sorted(truth)), r[0]) for r, truth in zip(found, truths) if r[0] not in truth)
         results[name] = {
-            "answer_top1": round(float((answer == truth).mean()), 4),
-            "whole_image_top1": round(float((whole == truth).mean()), 4),
-            "surest_fruit_top1": round(float((surest == truth).mean()), 4),
+            "answer_top1": round(float(right["answer"].mean()), 4),
+            "whole_image_top1": round(float(right["whole"].mean()), 4),
+            "surest_fruit_top1": round(float(right["surest"].mean()), 4),
             "mean_per_kind_top1": round(float(np.mean(list(per_kind.values()))), 4),
             "per_kind_top1": per_kind,
             "most_confused": [{"true": t, "predicted": p, "count": n} for (t, p), n in confusions.most_common(12)],
@@ -250,9 +264,11 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--fruits", default=None, help="fruit folder (default: held-out Fruits-360 frames)")
         p.add_argument("--backgrounds", default=None, help="background folder (default: held-out photos)")
         p.add_argument("--no-refine", action="store_true", help="skip the guided-filter edge refinement")
-    kinds = sub.add_parser("kinds", help="top-1 by kind on real photos in <kind>/*.jpg folders")
-    kinds.add_argument("--data", default=str(SHARED / "real-photos" / "test"))
-    kinds.add_argument("--limit", type=int, default=0, help="at most this many photos per kind")
+    kinds = sub.add_parser("kinds", help="top-1 by kind on real photos in <kind>/*.jpg folders, or listed in a SOURCES.tsv")
+    kinds.add_argument("--data", default=str(SHARED / "real-photos" / "test"),
+                       help="a <kind>/*.jpg folder, or a flat folder of <name>.jpg with a SOURCES.tsv (columns file, fruit_kind) "
+                            "in it or its parent, e.g. ../shared/data/real-masks/test (default: the shared real-photos/test)")
+    kinds.add_argument("--limit", type=int, default=0, help="at most this many photos per kind (per set of kinds, for SOURCES.tsv photos)")
     for p in (cls, pipe, kinds):
         p.add_argument("--float32", action="store_true", help="run the seed classifier in plain float32 (BN folded, channels-last), not the app's fastest path (int8, Winograd or bfloat16)")
     for p in (cls, seg, pipe, kinds):
@@ -289,10 +305,15 @@ def main(argv: list[str] | None = None) -> None:
         results, paths = evaluate_segmenter(segmenter, scenes), segmenter.inference_path
     elif args.task == "kinds":
         from fruitseg.data.photo_crops import kind_photo_files
+        from fruitseg.data.real_masks import find_sources, photo_kind_sets
 
-        items = kind_photo_files(args.data)
+        data = Path(args.data)
+        listed = (not any(p.is_dir() for p in data.iterdir()) and any(data.glob("*.jpg"))
+                  and find_sources(data) is not None)  # a flat folder of photos with a SOURCES.tsv
+        items = photo_kind_sets(data) if listed else kind_photo_files(data)
         if args.limit:
-            items = [item for kind in sorted({k for _, k in items}) for item in [i for i in items if i[1] == kind][: args.limit]]
+            group = (lambda truth: "+".join(sorted(truth))) if listed else (lambda truth: truth)
+            items = [item for key in sorted({group(k) for _, k in items}) for item in [i for i in items if group(i[1]) == key][: args.limit]]
         classifiers = {"photo_classifier": PhotoClassifier.load(args.device),
                        "seed_cnn": Classifier.load(args.device, path="float32" if args.float32 else "auto")}
         segmenter = Segmenter.load(args.device)

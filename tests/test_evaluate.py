@@ -107,6 +107,75 @@ def test_kinds_evaluation_on_a_folder_of_real_photos(tmp_path):
         assert sum(c["count"] for c in scores["most_confused"]) == wrong
 
 
+def listed_photos(root, rows: dict[str, str]):
+    """A flat ``root/test`` folder of fixture photos (``<name>.jpg``, as in real-masks) whose kinds
+    are in ``root/SOURCES.tsv`` (one level up, columns as in real-masks); rows: name -> fruit_kind."""
+    import shutil
+
+    folder = root / "test"
+    folder.mkdir(parents=True)
+    lines = ["file\trepo\tcommit\toriginal_path\tlicense\tfruit_kind"]
+    for name, kinds in rows.items():
+        (photo,) = (FIXTURES / "photos").glob(f"{name}/*.jpg")
+        shutil.copy(photo, folder / f"fixture_{name}.jpg")
+        lines.append(f"test/fixture_{name}.jpg\tfixtures\t-\t{photo.parent.name}/{photo.name}\tMIT\t{kinds}")
+    (root / "SOURCES.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+LISTED = {"apple": "apple", "banana": "banana; jujube (red date, dried)", "limes": "lime"}  # one photo, two kinds
+
+
+@pytest.fixture(scope="module")
+def listed_kinds_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real-masks")
+    out = root / "kinds.json"
+    main(["kinds", "--data", str(listed_photos(root, LISTED)), "--json", str(out)])
+    return json.loads(out.read_text())
+
+
+def test_kinds_evaluation_on_a_flat_folder_whose_kinds_are_in_sources_tsv(listed_kinds_results):
+    results = listed_kinds_results
+    # "jujube (red date, dried)" is Fruits-360's Date; the banana photo counts under Banana and Date
+    assert results["photos"] == 3 and results["multi_kind_photos"] == 1
+    assert results["kinds"] == ["Apple", "Banana", "Date", "Lime"]
+    for model in ("photo_classifier", "seed_cnn"):
+        scores = results[model]
+        assert set(scores) == {"answer_top1", "whole_image_top1", "surest_fruit_top1", "mean_per_kind_top1",
+                               "per_kind_top1", "most_confused"}
+        assert set(scores["per_kind_top1"]) == set(results["kinds"])
+        assert scores["per_kind_top1"]["Banana"] == scores["per_kind_top1"]["Date"]  # the same one photo
+        for key in ("answer_top1", "whole_image_top1", "surest_fruit_top1"):
+            assert scores[key] in (0.0, 0.3333, 0.6667, 1.0)  # a share of three photos
+        wrong = round(3 * (1 - scores["answer_top1"]))
+        assert sum(c["count"] for c in scores["most_confused"]) == wrong
+        assert {c["true"] for c in scores["most_confused"]} <= {"Apple", "Banana+Date", "Lime"}
+
+
+@pytest.mark.trained_weights
+def test_an_answer_naming_any_kind_in_the_photo_is_right(listed_kinds_results):
+    # the shipped photo classifier names each fixture photo's kind from the whole photo (see
+    # test_photo_classifier); the banana photo's truth is {Banana, Date}, and Banana counts
+    scores = listed_kinds_results["photo_classifier"]
+    assert scores["whole_image_top1"] == 1.0 and scores["per_kind_top1"]["Date"] == scores["per_kind_top1"]["Banana"]
+
+
+def test_sources_tsv_kinds_are_mapped_and_an_unknown_word_is_refused(tmp_path):
+    from fruitseg.data.real_masks import photo_kind_sets
+
+    folder = listed_photos(tmp_path / "ok", {"apple": "fig (dried); hazelnut", "banana": "litchi", "limes": "Lime"})
+    assert [(p.name, kinds) for p, kinds in photo_kind_sets(folder)] == [
+        ("fixture_apple.jpg", frozenset({"Fig", "Hazelnut"})),
+        ("fixture_banana.jpg", frozenset({"Lychee"})),
+        ("fixture_limes.jpg", frozenset({"Lime"})),
+    ]
+    folder = listed_photos(tmp_path / "bad", {"apple": "apple; durian", "banana": "banana"})
+    with pytest.raises(ValueError, match="durian"):
+        photo_kind_sets(folder)
+    with pytest.raises(ValueError, match="durian"):
+        main(["kinds", "--data", str(folder)])
+
+
 def test_segmenter_evaluation_on_real_photos_with_masks(tmp_path):
     import numpy as np
     from PIL import Image

@@ -3,11 +3,14 @@
 
 Used to train the segmenter beside the composite scenes (a few of them in every batch,
 randomly cropped and flipped) and to measure it on real photos, per source
-(``python -m fruitseg.evaluate segmenter --real``).
+(``python -m fruitseg.evaluate segmenter --real``). The kinds of fruit in each photo, from
+``SOURCES.tsv``, let the classifiers be measured on them too
+(:func:`photo_kind_sets`, ``python -m fruitseg.evaluate kinds``).
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,19 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 from torchvision import tv_tensors
+
+from fruitseg.labels import kind_for_folder
+
+SOURCES_FILE = "SOURCES.tsv"
+
+# SOURCES.tsv's kind words that are not a Fruits-360 kind as written (lower case): the
+# fruitsnuts_ photos' dried figs and dried jujubes (Fruits-360 "Dates", kind "Date"), and
+# the ujpantry_ "litchi" (Fruits-360 "Lychee").
+SOURCE_KIND_NAMES: dict[str, str] = {
+    "fig (dried)": "fig",
+    "jujube (red date, dried)": "dates",
+    "litchi": "lychee",
+}
 
 
 def mask_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
@@ -24,6 +40,55 @@ def mask_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     if missing or not photos:
         raise ValueError(f"{folder}: {'no photos' if not photos else 'photos without a mask: ' + ', '.join(missing)}")
     return [(p, p.with_suffix(".png")) for p in photos]
+
+
+def find_sources(folder: str | Path) -> Path | None:
+    """The ``SOURCES.tsv`` in ``folder`` or, failing that, in its parent (``real-masks/test``
+    shares ``real-masks/SOURCES.tsv``); None if neither has one."""
+    folder = Path(folder)
+    for candidate in (folder / SOURCES_FILE, folder.parent / SOURCES_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def kind_of_source_word(word: str) -> str | None:
+    """The Fruits-360 kind a ``fruit_kind`` word of SOURCES.tsv names (``"litchi"`` ->
+    ``"Lychee"``, ``"jujube (red date, dried)"`` -> ``"Date"``), or None."""
+    key = word.strip().lower()
+    return kind_for_folder(SOURCE_KIND_NAMES.get(key, key))
+
+
+def photo_kind_sets(folder: str | Path) -> list[tuple[Path, frozenset[str]]]:
+    """Every ``<folder>/*.jpg`` (sorted) as (path, the Fruits-360 kinds in the photo).
+
+    The kinds come from the ``fruit_kind`` column of the ``SOURCES.tsv`` in ``folder`` or its
+    parent (``;``-separated words, e.g. ``apple; banana``), whose ``file`` column is relative
+    to the TSV's own folder (``test/coco_000000269314.jpg``). A word that names no Fruits-360
+    kind (after :data:`SOURCE_KIND_NAMES`) is refused with the list of them, as is a photo
+    without a row or without kinds, so nothing is dropped silently.
+    """
+    folder = Path(folder)
+    sources = find_sources(folder)
+    if sources is None:
+        raise ValueError(f"{folder}: no {SOURCES_FILE} in it or its parent")
+    with open(sources, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    missing_columns = {"file", "fruit_kind"} - set(rows[0] if rows else ())
+    if missing_columns:
+        raise ValueError(f"{sources}: no column {', '.join(sorted(missing_columns))}")
+    words = {(sources.parent / row["file"]).resolve(): [w.strip() for w in (row["fruit_kind"] or "").split(";") if w.strip()]
+             for row in rows}
+    photos = sorted(folder.glob("*.jpg"))
+    if not photos:
+        raise ValueError(f"no photos in {folder} (expected <name>.jpg)")
+    unlisted = [p.name for p in photos if not words.get(p.resolve())]
+    if unlisted:
+        raise ValueError(f"{sources}: no fruit_kind for {', '.join(unlisted)}")
+    unknown = sorted({w for p in photos for w in words[p.resolve()] if kind_of_source_word(w) is None})
+    if unknown:
+        raise ValueError(f"{sources}: fruit kinds that name no Fruits-360 kind: {', '.join(unknown)}")
+    return [(p, frozenset(kind_of_source_word(w) for w in words[p.resolve()])) for p in photos]
 
 
 def source_of(path: Path) -> str:
