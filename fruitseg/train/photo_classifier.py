@@ -105,7 +105,8 @@ def fruit_banks(data: str, frames_per_class: int, cache_dir: Path) -> tuple[Frui
 class ImageNetDistillation(nn.Module):
     """Learning without forgetting: the frozen ImageNet EfficientNet-Lite0 (the teacher) and a
     copy of its 1000-class head on the student's pooled features (trained, never exported).
-    ``loss(student, x, pooled)`` is Hinton's KD between the two heads' answers on ``x``."""
+    ``loss(x, pooled)``: Hinton's KD from the teacher's answer on ``x`` to the copied head's on
+    ``pooled`` (the student's pooled features of the same ``x``)."""
 
     def __init__(self, temperature: float) -> None:
         super().__init__()
