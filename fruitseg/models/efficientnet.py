@@ -102,6 +102,14 @@ class EfficientNetFruitClassifier(nn.Module, FruitsegHubMixin, pipeline_tag="ima
             raise RuntimeError(f"ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
         return self
 
+    @classmethod
+    def imagenet(cls) -> "EfficientNetFruitClassifier":
+        """The ImageNet EfficientNet-Lite0 itself, its 1000-class head included, no dropout
+        (training and tests only; needs ``requirements-train.txt``)."""
+        model = cls(num_classes=1000, drop_rate=0.0)
+        model.net.load_state_dict(load_package_weights(1000), strict=True)
+        return model
+
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < 32:
             raise ValueError(f"EfficientNetFruitClassifier expects (B, 3, H, W) images of at least 32 px, got {tuple(x.shape)}")
@@ -111,8 +119,9 @@ class EfficientNetFruitClassifier(nn.Module, FruitsegHubMixin, pipeline_tag="ima
         self.check_input(x)
         return self.net.forward_features(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(features)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Features -> logits; with ``pre_logits`` the pooled (B, 1280) features the head reads."""
+        return self.net.forward_head(features, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -47,7 +47,7 @@ from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
 from fruitseg.data.photo_crops import CompositeCrops, KindPhotos, kind_photo_files
 from fruitseg.labels import FRUITS360_CLASSES, FRUITS360_KINDS, KIND_INDEX
 from fruitseg.losses import kd_loss, kind_log_softmax, kind_membership, kind_nll_loss
-from fruitseg.models.efficientnet import EfficientNetFruitClassifier, load_package_weights
+from fruitseg.models.efficientnet import EfficientNetFruitClassifier
 from fruitseg.train import common
 
 PANELS = {"loss": ["train_loss", "train_composite_loss", "train_photo_loss", "train_distill_loss"],
@@ -110,9 +110,7 @@ class ImageNetDistillation(nn.Module):
 
     def __init__(self, temperature: float) -> None:
         super().__init__()
-        self.teacher = EfficientNetFruitClassifier(num_classes=1000, drop_rate=0.0)
-        self.teacher.net.load_state_dict(load_package_weights(1000), strict=True)
-        self.teacher.requires_grad_(False).eval()
+        self.teacher = EfficientNetFruitClassifier.imagenet().requires_grad_(False).eval()
         self.head = copy.deepcopy(self.teacher.net.get_classifier()).requires_grad_(True)
         self.temperature = temperature
 
@@ -217,7 +215,7 @@ def run(args: argparse.Namespace) -> None:
         model.train()
         (xc, yc), (xp, kp) = next(composite_batches), next(photo_batches)
         x = normalise(torch.cat([xc, xp]).to(device), model)
-        pooled = model.net.forward_head(model.forward_features(x), pre_logits=True)
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
         logits = model.net.get_classifier()(pooled)
         loss_c = F.cross_entropy(logits[:half], yc.to(device), label_smoothing=args.label_smoothing)
         loss_p = kind_nll_loss(logits[half:], kp.to(device), membership)
