@@ -15,6 +15,7 @@ from it (:meth:`FruitsegHubMixin.transforms`, :mod:`fruitseg.models.transforms`)
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -61,5 +62,12 @@ class FruitsegHubMixin(
         return Normalise(self.mean, self.std)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """``self.transforms()(x)``: (B, 3, H, W) uint8 or [0, 1] float RGB -> the model's input."""
-        return self.transforms()(x)
+        """``self.transforms()(x)``: (B, 3, H, W) uint8 or [0, 1] float RGB -> the model's input
+        (one :class:`Normalise` per mean / std, built on first use: not a submodule, so the
+        state dict and the module tree stay the model's own)."""
+        return _normaliser(self.mean, self.std)(x)
+
+
+@lru_cache(maxsize=8)
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...]) -> Normalise:
+    return Normalise(mean, std)
