@@ -380,3 +380,26 @@ def test_a_tree_canopy_is_leaves_not_fruit(fruits):
         assert ((g > r + 20) & (g > b + 20)).mean() > 0.6, "the background is a canopy of green leaves"
         r, g, b = (bare.image[~ndimage.binary_dilation(bare.mask > 0, iterations=3)].astype(int)[:, c] for c in range(3))
         assert ((g > r + 20) & (g > b + 20)).mean() < 0.05
+
+
+def test_clutter_is_drawn_but_never_fruit(fruits):
+    white = BackgroundBank(None, white_prob=1.0)
+    drawn = []
+    for i in range(6):  # a table of things and no fruit
+        empty = make_scene(np.random.default_rng([3, i]), fruits, white, (128, 128), degrade=False, min_fruits=0,
+                           max_fruits=0, clutter=5)
+        assert not empty.mask.any() and empty.labels == [] and empty.boxes == []
+        drawn.append((empty.image.min(axis=2) < 200).mean())
+    assert np.mean(drawn) > 0.05, "the objects are in the picture"
+    hidden_some = False
+    for i in range(12):
+        plain = make_scene(np.random.default_rng([5, i]), fruits, white, (128, 128), degrade=False, max_fruits=4)
+        scene = make_scene(np.random.default_rng([5, i]), fruits, white, (128, 128), degrade=False, max_fruits=4, clutter=6)
+        assert np.array_equal(scene.mask == 1, scene.instances > 0)
+        assert (np.bincount(scene.instances.ravel())[1:] >= 30).all()
+        assert len(scene.boxes) == len(scene.labels) == scene.instances.max()
+        outside = ~ndimage.binary_dilation(scene.mask > 0, iterations=3)
+        assert (scene.image[outside].min(axis=1) < 200).mean() > (plain.image[~ndimage.binary_dilation(
+            plain.mask > 0, iterations=3)].min(axis=1) < 200).mean(), "clutter darkens the white table outside the mask"
+        hidden_some |= scene.mask.sum() < plain.mask.sum()
+    assert hidden_some, "objects laid over fruits hide them"

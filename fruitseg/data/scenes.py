@@ -96,6 +96,7 @@ def make_scene(
     container: bool = False,
     leaves: int = 0,
     foliage: int = 0,
+    clutter: int = 0,
 ) -> Scene:
     """A random scene of ``min_fruits``..``max_fruits`` fruits on a random background.
 
@@ -118,8 +119,10 @@ def make_scene(
     the frame, (0.15, 0.3) with many fruits makes a dense pile. ``container`` first draws a
     plate or bowl (an ellipse with a rim and shading) under the fruits; ``leaves`` lays that
     many leaf shapes over them at the end; ``foliage`` first covers the background with that
-    many leaves (a tree's canopy, fruit hanging in it). Containers and leaves are never fruit
-    in the mask.
+    many leaves (a tree's canopy, fruit hanging in it). ``clutter`` adds that many objects that
+    are not fruit (a kitchen table's packets, sweets, fish, sauces): fruit silhouettes or plain
+    shapes filled with a surface texture or a shaded colour, with shadows; about a third lie
+    over the fruits. Containers, leaves and clutter are never fruit in the mask.
     """
     h, w = int(size[0]), int(size[1])
     short = min(h, w)
@@ -143,6 +146,9 @@ def make_scene(
         _draw_container(rng, canvas)
     for _ in range(foliage):
         _draw_leaf(rng, canvas, instances, counts)
+    clutter_over = int(rng.binomial(clutter, 1 / 3)) if clutter else 0
+    for _ in range(clutter - clutter_over):
+        _draw_clutter(rng, canvas, instances, counts, fruits, backgrounds)
     classes = fruits.classes if classes is None else np.asarray(classes, dtype=np.int64)
     # one light per scene: direction, cast-shadow length/softness/strength
     light = rng.uniform(0, 2 * math.pi)
@@ -231,6 +237,8 @@ def make_scene(
 
     for _ in range(leaves):
         _draw_leaf(rng, canvas, instances, counts)
+    for _ in range(clutter_over):
+        _draw_clutter(rng, canvas, instances, counts, fruits, backgrounds)
 
     # renumber the surviving instances 1..K
     alive = [k for k in range(1, len(counts)) if counts[k] > 0]
@@ -288,16 +296,85 @@ def _draw_leaf(rng: np.random.Generator, canvas: np.ndarray, instances: np.ndarr
     texture = 1 + 0.12 * np.sin(along / max(length, 1) * 12) - 0.25 * (np.abs(across) < max(1.0, length * 0.01))
     region = canvas[y0:y1, x0:x1]
     region += (green * texture[..., None] - region) * leaf[..., None]
-    hidden = leaf >= 0.5
-    below = instances[y0:y1, x0:x1]
+    _cover(instances, counts, leaf >= 0.5, x0, y0)
+
+
+def _cover(instances: np.ndarray, counts: list[int], hidden: np.ndarray, x0: int, y0: int) -> None:
+    """Take the fruit pixels under ``hidden`` (a boolean map placed at x0, y0) out of the mask;
+    a fruit left with a sliver of under MIN_VISIBLE_PX pixels is dropped altogether."""
+    below = instances[y0 : y0 + hidden.shape[0], x0 : x0 + hidden.shape[1]]
     covered = np.bincount(below[hidden], minlength=len(counts))
     for k in np.flatnonzero(covered[1:]) + 1:
         counts[k] -= int(covered[k])
     below[hidden] = 0
-    for k in range(1, len(counts)):  # a fruit left with a sliver is dropped from the mask
+    for k in range(1, len(counts)):
         if 0 < counts[k] < MIN_VISIBLE_PX:
             instances[instances == k] = 0
             counts[k] = 0
+
+
+def _draw_clutter(rng: np.random.Generator, canvas: np.ndarray, instances: np.ndarray, counts: list[int],
+                  fruits: FruitBank, backgrounds: BackgroundBank) -> None:
+    """An object that is not fruit, with a soft shadow: a fruit's silhouette (so that shape
+    alone does not make fruit) or an ellipse, rounded box or polygon, filled with a surface
+    texture (a background crop) or a shaded colour with a highlight (plastic, foil, sauce)."""
+    h, w = canvas.shape[:2]
+    side = int(min(h, w) * math.exp(rng.uniform(math.log(0.12), math.log(0.5))))
+    side = max(side, 8)
+    if rng.random() < 0.5:
+        idx = int(rng.integers(len(fruits.masks)))
+        bx0, by0, bx1, by1 = fruits.bbox[idx]
+        shape = fruits.masks[idx][by0:by1, bx0:bx1].astype(np.float32)
+        shape = np.rot90(shape, int(rng.integers(4)))
+        scale = side / max(shape.shape)
+        shape = cv2.resize(np.ascontiguousarray(shape), (max(2, round(shape.shape[1] * scale)), max(2, round(shape.shape[0] * scale))),
+                           interpolation=cv2.INTER_LINEAR)
+    else:
+        aspect = math.exp(rng.uniform(math.log(0.35), math.log(1.0)))
+        sh, sw = max(4, int(side * aspect)), side
+        shape = np.zeros((sh, sw), np.float32)
+        form = rng.integers(3)
+        if form == 0:
+            cv2.ellipse(shape, (sw // 2, sh // 2), (max(1, sw // 2 - 1), max(1, sh // 2 - 1)), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+        elif form == 1:
+            r = int(min(sh, sw) * rng.uniform(0.05, 0.4))
+            cv2.rectangle(shape, (r, 0), (sw - 1 - r, sh - 1), 1.0, -1)
+            cv2.rectangle(shape, (0, r), (sw - 1, sh - 1 - r), 1.0, -1)
+            for cx, cy in ((r, r), (sw - 1 - r, r), (r, sh - 1 - r), (sw - 1 - r, sh - 1 - r)):
+                cv2.circle(shape, (cx, cy), r, 1.0, -1, cv2.LINE_AA)
+        else:
+            n = int(rng.integers(4, 9))
+            angles = np.sort(rng.uniform(0, 2 * math.pi, n))
+            radii = rng.uniform(0.55, 1.0, n)
+            points = np.stack([sw / 2 + np.cos(angles) * radii * (sw / 2 - 1), sh / 2 + np.sin(angles) * radii * (sh / 2 - 1)], 1)
+            cv2.fillPoly(shape, [np.round(points).astype(np.int32)], 1.0, cv2.LINE_AA)
+        if rng.random() < 0.5:
+            shape = np.ascontiguousarray(shape.T)
+    sh, sw = shape.shape
+    x0, y0 = int(rng.integers(-sw // 4, max(w - 3 * sw // 4, 1))), int(rng.integers(-sh // 4, max(h - 3 * sh // 4, 1)))
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + sw, w), min(y0 + sh, h)
+    if cx0 >= cx1 or cy0 >= cy1:
+        return
+    alpha = shape[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    ph, pw = alpha.shape
+    if rng.random() < 0.5:
+        surface, _ = backgrounds.sample_float(rng, (ph, pw))
+    else:
+        colour = rng.uniform(0, 255, 3).astype(np.float32)
+        yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+        light = rng.uniform(0, 2 * math.pi)
+        ramp = ((xx - pw / 2) * math.cos(light) + (yy - ph / 2) * math.sin(light)) / max(ph, pw)
+        surface = colour * (1 + rng.uniform(0.2, 0.8) * ramp)[..., None]
+        if rng.random() < 0.5:  # a glossy highlight
+            spot = np.exp(-(((xx - pw * rng.uniform(0.2, 0.8)) ** 2 + (yy - ph * rng.uniform(0.2, 0.8)) ** 2)
+                            / (2 * (max(ph, pw) * rng.uniform(0.05, 0.2)) ** 2)))
+            surface = surface + (255 - surface) * spot[..., None] * rng.uniform(0.4, 0.9)
+        surface = surface + rng.standard_normal((ph, pw, 1), dtype=np.float32) * rng.uniform(0, 12)
+    size = max(ph, pw)
+    _shadow_paste(canvas, alpha, cx0, cy0, size * 0.05, size * 0.05, max(size * 0.06, 0.8), rng.uniform(0.1, 0.5))
+    region = canvas[cy0:cy1, cx0:cx1]
+    region += (np.clip(surface, 0, 255) - region) * alpha[..., None]
+    _cover(instances, counts, alpha >= 0.5, cx0, cy0)
 
 
 def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
@@ -324,14 +401,16 @@ def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- photo-like mix
 
 # What real photos show and the plain scatter of make_scene misses, with exact masks.
-PHOTO_MIX: dict[str, float] = {"scatter": 0.25, "fill": 0.2, "pile": 0.25, "bowl": 0.15, "leaves": 0.15, "tree": 0.1}
+PHOTO_MIX: dict[str, float] = {"scatter": 0.25, "fill": 0.2, "pile": 0.25, "bowl": 0.15, "leaves": 0.15, "tree": 0.1,
+                               "clutter": 0.15}
 
 
 def photo_like_scene(rng: np.random.Generator, fruits: FruitBank, backgrounds: BackgroundBank, size: tuple[int, int]) -> Scene:
     """A scene of one kind drawn from :data:`PHOTO_MIX`: the plain scatter (sometimes on a plate,
     sometimes under a leaf or two), fruit that fills or overflows the frame, a dense pile of
-    one class (a market crate), fruit in a bowl, fruit among leaves, fruit of one class
-    hanging in a tree's canopy (leaves behind and in front of it)."""
+    one class (a market crate), fruit in a bowl (sometimes beside other things), fruit among
+    leaves, fruit of one class hanging in a tree's canopy (leaves behind and in front of it),
+    a table of things that are not fruit with up to four fruits (or none) among them."""
     kind = rng.choice(list(PHOTO_MIX), p=np.array(list(PHOTO_MIX.values())) / sum(PHOTO_MIX.values()))
     one_class = [int(fruits.classes[rng.integers(len(fruits.classes))])]
     if kind == "fill":
@@ -340,12 +419,15 @@ def photo_like_scene(rng: np.random.Generator, fruits: FruitBank, backgrounds: B
         return make_scene(rng, fruits, backgrounds, size, min_fruits=10, max_fruits=30, diameter_range=(0.12, 0.3),
                           classes=one_class, container=rng.random() < 0.3)
     if kind == "bowl":
-        return make_scene(rng, fruits, backgrounds, size, min_fruits=3, max_fruits=8, diameter_range=(0.15, 0.35), container=True)
+        return make_scene(rng, fruits, backgrounds, size, min_fruits=3, max_fruits=8, diameter_range=(0.15, 0.35), container=True,
+                          clutter=int(rng.integers(0, 3)))
     if kind == "leaves":
         return make_scene(rng, fruits, backgrounds, size, max_fruits=4, leaves=int(rng.integers(2, 7)))
     if kind == "tree":
         return make_scene(rng, fruits, backgrounds, size, min_fruits=2, max_fruits=12, diameter_range=(0.06, 0.22),
                           classes=one_class, foliage=int(rng.integers(25, 60)), leaves=int(rng.integers(3, 12)))
+    if kind == "clutter":
+        return make_scene(rng, fruits, backgrounds, size, min_fruits=0, max_fruits=4, clutter=int(rng.integers(2, 7)))
     return make_scene(rng, fruits, backgrounds, size, container=rng.random() < 0.3, leaves=int(rng.random() < 0.2))
 
 
