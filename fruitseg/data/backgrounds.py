@@ -80,6 +80,12 @@ class BackgroundBank:
             return self._photo(rng, h, w), "photo"
         return self._procedural(rng, h, w)
 
+    def texture(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        """(H, W, 3) float32 in 0..255: a photo crop (a real surface's texture); a procedural
+        background when the bank has no photos."""
+        h, w = size
+        return self._photo(rng, h, w) if self.photos else self._procedural(rng, h, w)[0]
+
     def _photo(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         photo = self.photos[rng.integers(len(self.photos))]
         ph, pw = photo.shape[:2]
