@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.task == "classifier":
         classifier = Classifier.load(args.device, path="float32" if args.float32 else "auto")
-        weights = {"classifier": weights_identity(classifier.source)}
+        models = {"classifier": classifier}
         items = list_images(args.data, tuple(classifier.class_names))
         if args.split == "val":
             items = split_by_frame_blocks(items)[1]
@@ -292,17 +292,16 @@ def main(argv: list[str] | None = None) -> None:
             items = items[:: max(1, len(items) // args.limit)][: args.limit]
         results = {"inference_path": classifier.inference_path, **evaluate_classifier(classifier, items)}
         paths = classifier.inference_path
-    elif args.task == "segmenter" and args.real:
+    elif args.task == "segmenter":
         from fruitseg.pipeline import FruitPipeline
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
-        weights = {"segmenter": weights_identity(segmenter.source)}
-        results, paths = evaluate_real_masks(FruitPipeline(None, segmenter), args.real), segmenter.inference_path
-    elif args.task == "segmenter":
-        scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
-        segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
-        weights = {"segmenter": weights_identity(segmenter.source)}
-        results, paths = evaluate_segmenter(segmenter, scenes), segmenter.inference_path
+        models, paths = {"segmenter": segmenter}, segmenter.inference_path
+        if args.real:
+            results = evaluate_real_masks(FruitPipeline(None, segmenter), args.real)
+        else:
+            scenes = validation_scenes(args.scenes, args.seed, args.size, validation_banks(args.fruits, args.backgrounds))
+            results = evaluate_segmenter(segmenter, scenes)
     elif args.task == "kinds":
         from fruitseg.data.photo_crops import kind_photo_files
         from fruitseg.data.real_masks import find_sources, photo_kind_sets
@@ -317,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         classifiers = {"photo_classifier": PhotoClassifier.load(args.device),
                        "seed_cnn": Classifier.load(args.device, path="float32" if args.float32 else "auto")}
         segmenter = Segmenter.load(args.device)
-        weights = {name: weights_identity(model.source) for name, model in {**classifiers, "segmenter": segmenter}.items()}
+        models = {**classifiers, "segmenter": segmenter}
         results = {"inference_paths": {name: c.inference_path for name, c in classifiers.items()},
                    **evaluate_kinds(segmenter, classifiers, items)}
         paths = {**results["inference_paths"], "segmenter": segmenter.inference_path}
@@ -326,13 +325,14 @@ def main(argv: list[str] | None = None) -> None:
 
         segmenter = Segmenter.load(args.device, refine_edges=not args.no_refine)
         classifier = Classifier.load(args.device, path="float32" if args.float32 else "auto")
-        weights = {"classifier": weights_identity(classifier.source), "segmenter": weights_identity(segmenter.source)}
+        models = {"classifier": classifier, "segmenter": segmenter}
         pipeline = FruitPipeline(classifier, segmenter)
         banks = validation_banks(args.fruits, args.backgrounds)
         scenes = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1)
         twins = validation_scenes(args.scenes, args.seed, args.size, banks, max_fruits=1, white_background=True)
         results = {"classifier_inference_path": classifier.inference_path, **evaluate_pipeline(pipeline, scenes, twins)}
         paths = {"classifier": classifier.inference_path, "segmenter": segmenter.inference_path}
+    weights = {name: weights_identity(model.source) for name, model in models.items()}
     summary = {k: v for k, v in results.items() if k != "per_class_top1"}
     print(json.dumps(summary, indent=1))
     if args.json:
