@@ -98,3 +98,36 @@ def test_lite0_segmenter_trains_on_photo_like_scenes_and_real_masks(tmp_path, ti
     config = json.loads((out / "config.json").read_text())
     assert config["backbone"] == "efficientnet_lite0" and config["pretrained_backbone"] is False
     assert model(torch.zeros(1, 3, 64, 80)).shape == (1, 2, 64, 80)
+
+
+def test_warm_start_copies_what_a_deeper_preset_shares_and_keeps_the_rest(tmp_path, tiny_fruits360):
+    """``--warm-start``: the trained stride-16 lite0's weights seed the stride-32 preset where names and shapes match."""
+    from fruitseg.train.common import load_matching_weights
+
+    shallow_dir = tmp_path / "lite0"
+    shallow = FCNTransformerNet.from_preset("lite0")
+    shallow.save_pretrained(shallow_dir)
+    deep = FCNTransformerNet.from_preset("lite0-s32")
+    before = {k: v.clone() for k, v in deep.state_dict().items()}
+    copied, kept = load_matching_weights(deep, shallow_dir)
+    after, source = deep.state_dict(), shallow.state_dict()
+    assert copied and kept and not set(copied) & set(kept) and set(copied) | set(kept) == set(after)
+    for name in copied:
+        assert torch.equal(after[name], source[name]), name
+    for name in kept:
+        assert torch.equal(after[name], before[name]), name
+    assert "encoder.layers.0.self_attn.in_proj_weight" in copied and "head.weight" in copied
+    assert "input_proj.weight" in kept  # 320 -> 128 here, 112 -> 128 there
+    assert any(k.startswith("backbone.features.blocks.6.") for k in kept)  # only the deeper encoder has it
+
+    out = tmp_path / "out"
+    main(["segmenter", "--preset", "lite0-s32", "--warm-start", str(shallow_dir), "--data", str(tiny_fruits360),
+          "--backgrounds", str(FIXTURES / "backgrounds"), "--out", str(out), "--work-dir", str(tmp_path / "work"),
+          "--size", "64", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--val-scenes", "2",
+          "--workers", "0", "--lr", "1e-9"])
+    trained = FCNTransformerNet.from_pretrained(out)
+    assert trained.output_stride == 32
+    assert torch.allclose(trained.state_dict()["head.weight"], source["head.weight"], atol=1e-4)
+    with pytest.raises(SystemExit):  # one way to start at a time
+        main(["segmenter", "--init-from", str(shallow_dir), "--warm-start", str(shallow_dir),
+              "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds")])

@@ -118,6 +118,19 @@ class WeightAverage:
                 value.copy_(current[name])
 
 
+def load_matching_weights(model: nn.Module, directory: str | Path) -> tuple[list[str], list[str]]:
+    """Copy into ``model`` every tensor of ``directory/model.safetensors`` whose name and shape match.
+
+    For starting a model of another shape (a deeper encoder, say) from a trained one: what
+    both share is copied, the rest keeps its initialisation. Returns (copied, kept) names.
+    """
+    saved = load_file(str(Path(directory) / "model.safetensors"))
+    own = model.state_dict()
+    matching = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return sorted(matching), sorted(k for k in own if k not in matching)
+
+
 def resume_if_asked(
     args, work_dir: Path, model: nn.Module, optimizer, scheduler, dist: Distributed, average: WeightAverage | None = None
 ) -> tuple[int, list[dict]]:

@@ -57,7 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on the photo-like scene mix (frame-filling fruit, piles, bowls, leaves)")
     parser.add_argument("--real-masks", default=None, help="folder of real photos with masks, mixed into every batch")
     parser.add_argument("--real-per-batch", type=int, default=2, help="real photos in each batch (with --real-masks)")
-    parser.add_argument("--init-from", default=None, help="start from a saved segmenter (folder) with a fresh schedule")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--init-from", default=None, help="start from a saved segmenter (folder) with a fresh schedule")
+    start.add_argument("--warm-start", default=None,
+                        help="build --preset, then copy in every weight of this saved segmenter (folder) whose "
+                             "name and shape match (a deeper encoder from a trained shallower one)")
     parser.add_argument("--out", default="checkpoints/segmenter")
     parser.add_argument("--work-dir", default="runs/segmenter", help="resumable state, logs, cached fruit masks")
     parser.add_argument("--size", type=int, default=256, help="training scene size (square)")
@@ -142,7 +146,13 @@ def run(args: argparse.Namespace) -> None:
         model.image_size = model._hub_mixin_config["image_size"]
         model = model.to(device)
     else:
-        model = FCNTransformerNet.from_preset(args.preset, **overrides).to(device)
+        model = FCNTransformerNet.from_preset(args.preset, **overrides)
+        if args.warm_start:
+            copied, kept = common.load_matching_weights(model, args.warm_start)
+            if dist.is_main:
+                print(f"warm start from {args.warm_start}: {len(copied)} tensors copied, "
+                      f"{len(kept)} kept as initialised ({', '.join(sorted({k.rsplit('.', 2)[0] for k in kept})[:8])} ...)")
+        model = model.to(device)
     model._hub_mixin_config["pretrained_backbone"] = False  # the saved weights already hold it
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
 
