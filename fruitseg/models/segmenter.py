@@ -11,8 +11,9 @@
       -> bilinear upsampling to (B, num_classes, H, W)
 
 Default arguments give the original configuration (FCN-ResNet50 body, d_model 2048, 8 heads,
-6 layers); ``PRESETS`` also holds the CPU-friendly ``light`` one and ``lite0``, which the app
-ships.
+6 layers); ``PRESETS`` also holds the CPU-friendly ``light`` one, ``lite0``, which the app
+ships, and ``lite0-s32`` (the same on the whole encoder, measured and not shipped: see the
+segmenter's model card).
 """
 
 from __future__ import annotations
