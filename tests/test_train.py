@@ -131,3 +131,31 @@ def test_warm_start_copies_what_a_deeper_preset_shares_and_keeps_the_rest(tmp_pa
     with pytest.raises(SystemExit):  # one way to start at a time
         main(["segmenter", "--init-from", str(shallow_dir), "--warm-start", str(shallow_dir),
               "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds")])
+
+
+def test_seed_cnn_learns_from_the_photo_classifier_on_real_photo_cutouts(tmp_path, tiny_fruits360):
+    """``--distill-photos``: the app's cut-outs of real photos, labelled by the photo classifier within the photo's kind."""
+    from safetensors import safe_open
+
+    from fruitseg.labels import FRUITS360_CLASSES, kind_of
+    from fruitseg.train.teacher_cutouts import cached_teacher_cutouts
+
+    photos = FIXTURES / "photos"  # one real grocery photo each of apple, banana, limes, pomegranate
+    cache = tmp_path / "work" / "teacher_cutouts.safetensors"
+    images, targets = cached_teacher_cutouts(photos, cache)
+    assert images.dtype == torch.uint8 and images.shape[1:] == (100, 100, 3) and len(images) == len(targets) >= 2
+    assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
+    kinds = {kind_of(FRUITS360_CLASSES[c]) for c in targets.nonzero()[:, 1].tolist()}
+    assert kinds <= {"Apple", "Banana", "Lime", "Pomegranate"}  # each row within its photo's kind
+    assert all(len({kind_of(FRUITS360_CLASSES[c]) for c in row.nonzero()[:, 0].tolist()}) == 1 for row in targets)
+    white = (images.float().mean(-1) > 250).float().mean()
+    assert 0.05 < white < 0.95  # fruit cut out on white, as the app hands it to the seed CNN
+    with safe_open(str(cache), "pt") as f:
+        assert f.metadata()["photos"] == str(photos.resolve()) and len(f.metadata()["teacher"]) == 16
+
+    out = tmp_path / "out"
+    main(["classifier", "--data", str(tiny_fruits360), "--out", str(out), "--work-dir", str(tmp_path / "work"),
+          "--batch-size", "16", "--epochs", "1", "--distill-photos", str(photos), "--distill-per-batch", "4"])
+    history = json.loads((out / "metrics.json").read_text())
+    assert 0 < history[0]["train_distill_loss"] < history[0]["train_loss"]  # the total holds the frames' loss too
+    assert FruitsClassificationModel.from_pretrained(out).int8_calibration is not None

@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", default=None,
                         help="start from a saved classifier (folder) with a fresh schedule; keeps its mean/std")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke tests)")
+    parser.add_argument("--distill-photos", default=None,
+                        help="real photos in <kind>/*.jpg: the app's cut-outs of their fruits, labelled by the photo "
+                             "classifier (fruitseg.train.teacher_cutouts), join every batch")
+    parser.add_argument("--distill-per-batch", type=int, default=16, help="teacher-labelled cut-outs in each batch")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of their soft-target cross entropy")
     parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
                         help="training frames the int8 calibration runs on after the last epoch")
 
@@ -104,6 +109,15 @@ def run(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         train_x, val_x, train_masks = train_x.to(device), val_x.to(device), train_masks.to(device)
 
+    distill = None
+    if args.distill_photos:
+        from fruitseg.train.teacher_cutouts import cached_teacher_cutouts
+
+        distill_x, distill_p = cached_teacher_cutouts(args.distill_photos, Path(args.work_dir) / "teacher_cutouts.safetensors")
+        distill = (distill_x.to(device), fruit_masks(distill_x.numpy()).to(device), distill_p.to(device))
+        if dist.is_main:
+            print(f"{len(distill_x)} teacher-labelled cut-outs of real photos")
+
     if args.init_from:
         # A new schedule changes the activations: the old int8 calibration must not travel on.
         model = FruitsClassificationModel.from_pretrained(args.init_from, drop_rate=args.drop_rate, int8_calibration=None)
@@ -134,7 +148,7 @@ def run(args: argparse.Namespace) -> None:
         ddp_model.train()
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
         order = order[dist.rank :: dist.world_size]
-        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, hits, count
+        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, hits, count, distillation loss sum
         started = time.perf_counter()
         bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch}/{args.epochs}", disable=not dist.is_main)
         for start in bar:
@@ -142,11 +156,16 @@ def run(args: argparse.Namespace) -> None:
             x = to_float(train_x[index.to(train_x.device)])
             mask = train_masks[index.to(train_masks.device)].unsqueeze(1).float()
             x = augment(x, mask, generator, args.cutout_fraction)
-            x = transform(x)
             y = train_y[index].to(device)
+            if distill is not None:  # already cut out on white by the pipeline: turned, scaled, recoloured only
+                pick = torch.randint(len(distill[0]), (args.distill_per_batch,), generator=generator).to(device)
+                x = torch.cat([x, augment(to_float(distill[0][pick]), distill[1][pick].unsqueeze(1).float(), generator)])
             with autocast():
-                logits = ddp_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+                logits = ddp_model(transform(x)).float()
+                loss = F.cross_entropy(logits[: len(y)], y, label_smoothing=args.label_smoothing)
+                distill_loss = F.cross_entropy(logits[len(y):], distill[2][pick]) if distill is not None else torch.zeros(())
+                loss = loss + args.distill_weight * distill_loss
+            logits = logits[: len(y)]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -154,13 +173,14 @@ def run(args: argparse.Namespace) -> None:
                 scheduler.step()
             if average is not None:
                 average.update(model)
-            totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+            totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), distill_loss.item() * len(y)], dtype=torch.float64)
             bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", acc=f"{totals[1] / totals[2]:.3f}")
         common.all_reduce_sum(totals.to(device), dist)
         metrics = {
             "epoch": epoch,
             "train_loss": round(float(totals[0] / totals[2]), 5),
             "train_top1": round(float(totals[1] / totals[2]), 5),
+            **({"train_distill_loss": round(float(totals[3] / totals[2]), 5)} if distill is not None else {}),
             **{k: round(v, 5) for k, v in evaluate(ddp_model, val_x, val_y, transform, 256, autocast, dist).items()},
             **(
                 {f"average_{k}": round(v, 5) for k, v in evaluate(average.module, val_x, val_y, transform, 256, autocast, dist).items()}
@@ -177,7 +197,8 @@ def run(args: argparse.Namespace) -> None:
             common.write_history(work_dir, history)
             shipped = average.module if average is not None else model
             curves = ["train_top1", "val_top1"] + (["average_val_top1"] if average is not None else [])
-            common.export_model(shipped, Path(args.out), history, {"loss": ["train_loss"], "top-1": curves})
+            losses = ["train_loss"] + (["train_distill_loss"] if distill is not None else [])
+            common.export_model(shipped, Path(args.out), history, {"loss": losses, "top-1": curves})
     if dist.is_main and start_epoch < args.epochs:  # int8 ranges of the exported weights, on training frames
         exported = FruitsClassificationModel.from_pretrained(args.out)
         sample = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed))[: args.calibration_images]
