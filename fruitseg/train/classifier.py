@@ -11,7 +11,9 @@ an imperfect mask with a rim of background, lower resolution, noise). Dropout on
 flattened features and an exponential moving average of the weights (what is evaluated
 and exported) counter the over-fitting of the large Linear layer.
 Under ``torchrun --nproc_per_node=N`` every process trains on its shard of each epoch
-with DistributedDataParallel.
+with DistributedDataParallel. ``--distill-photos DIR`` adds to every batch the app's
+cut-outs of fruits in real photos, labelled by the photo classifier
+(`fruitseg.train.teacher_cutouts`; measured in the model card, not shipped).
 """
 
 from __future__ import annotations
