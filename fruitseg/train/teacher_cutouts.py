@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from fruitseg.data.photo_crops import kind_photo_files
@@ -66,12 +67,9 @@ def cached_teacher_cutouts(photos: str | Path, cache: Path, size: int = 100) -> 
     key = {"photos": str(Path(photos).resolve()), "size": str(size),
            "segmenter": weights_identity(segmenter.source)["sha256"], "teacher": weights_identity(teacher.source)["sha256"]}
     if cache.exists():
-        from safetensors import safe_open
-
         with safe_open(str(cache), "pt") as f:
             if f.metadata() == key:
-                saved = load_file(str(cache))
-                return saved["images"], saved["targets"]
+                return f.get_tensor("images"), f.get_tensor("targets")
     images, targets = teacher_cutouts(photos, segmenter, teacher, size)
     cache.parent.mkdir(parents=True, exist_ok=True)
     save_file({"images": images, "targets": targets}, str(cache), metadata=key)
