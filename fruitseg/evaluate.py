@@ -140,18 +140,19 @@ def evaluate_real_masks(pipeline, folder: str | Path, grabcut: bool = True) -> d
     hand-drawn masks, per source (the file-name prefix) and overall (summed intersections over
     summed unions), with OpenCV GrabCut from a rectangle 5 % in from the border on the same photos."""
     from fruitseg.bench.baselines import grabcut_mask
-    from fruitseg.data.real_masks import load_pair, mask_pairs, source_of
+    from fruitseg.data.real_masks import IGNORE, load_pair, mask_pairs, source_of
 
     sums: dict[str, dict[str, np.ndarray]] = {}
     for photo, mask in tqdm(mask_pairs(folder), desc="real photos", unit="photo"):
-        image, truth = load_pair(photo, mask)
+        image, labels = load_pair(photo, mask)
+        truth, measured = labels == 1, labels != IGNORE  # unsure pixels (pseudo-masks) are not measured
         predictions = {"segmenter": pipeline.segment(Image.fromarray(image)) >= 0.5}
         if grabcut:
             predictions["grabcut"] = grabcut_mask(image)
         for name in (source_of(photo), "all"):
             for method, pred in predictions.items():
                 sums.setdefault(name, {}).setdefault(method, np.zeros(3))
-                sums[name][method] += [(pred & truth).sum(), (pred | truth).sum(), 1]
+                sums[name][method] += [(pred & truth).sum(), ((pred | truth) & measured).sum(), 1]
     return {
         name: {"photos": int(by_method["segmenter"][2]),
                **{f"{m}_iou": round(float(v[0] / max(v[1], 1)), 4) for m, v in by_method.items()}}

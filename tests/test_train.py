@@ -159,3 +159,48 @@ def test_seed_cnn_learns_from_the_photo_classifier_on_real_photo_cutouts(tmp_pat
     history = json.loads((out / "metrics.json").read_text())
     assert 0 < history[0]["train_distill_loss"] < history[0]["train_loss"]  # the total holds the frames' loss too
     assert FruitsClassificationModel.from_pretrained(out).int8_calibration is not None
+
+
+def test_segmenter_learns_from_pseudo_masks_and_ignores_their_unsure_pixels(tmp_path, tiny_fruits360):
+    """``pseudo-masks``: the app's own masks on unlabelled photos, unsure pixels marked; the
+    segmenter trains on them with those pixels costing nothing, and they are not measured."""
+    import numpy as np
+    from PIL import Image
+
+    from fruitseg.data.real_masks import IGNORE, UNSURE_VALUE, RealMasks, load_pair, mask_pairs
+    from fruitseg.evaluate import evaluate_real_masks
+    from fruitseg.pipeline import FruitPipeline
+    from fruitseg.predictors import Segmenter
+    from fruitseg.train.segmenter import dice_loss
+
+    pseudo = tmp_path / "pseudo"
+    main(["pseudo-masks", "--photos", str(FIXTURES / "photos"), "--out", str(pseudo), "--max-side", "160"])
+    pairs = mask_pairs(pseudo)
+    assert [p.stem.split("_", 1)[0] for p, _ in pairs] == ["apple", "banana", "lime", "pomegranate"]
+    for photo, mask in pairs:
+        values = np.asarray(Image.open(mask))
+        assert set(np.unique(values)) <= {0, UNSURE_VALUE, 255} and max(Image.open(photo).size) == 160
+        assert (values == 255).mean() > 0.05 and (values == 0).mean() > 0.01  # grocery photos: fruit and not
+        assert load_pair(photo, mask)[1][values == UNSURE_VALUE].tolist() == [IGNORE] * int((values == UNSURE_VALUE).sum())
+    summary = json.loads((pseudo / "pseudo_masks.json").read_text())
+    assert summary["photos"] == 4 and len(summary["teacher"]["sha256"]) == 16
+    assert abs(summary["fruit_share"] + summary["background_share"] + summary["unsure_share"] - 1) < 1e-3
+    # the teacher agrees with its own sure pixels (it saw the photo unmirrored and mirrored)
+    pipeline = FruitPipeline(None, Segmenter.load("cpu"))
+    assert evaluate_real_masks(pipeline, pseudo, grabcut=False)["all"]["segmenter_iou"] > 0.9
+
+    _, labels = RealMasks(pseudo, 64)[0]
+    assert labels.dtype == torch.int64 and set(labels.unique().tolist()) <= {0, 1, IGNORE}
+    target = torch.tensor([[[0, 1], [IGNORE, IGNORE]]])
+    logits = torch.randn(1, 2, 2, 2)
+    changed = logits.clone()
+    changed[..., 1, :] = torch.randn(2, 2) * 10  # only the unsure row differs
+    for loss in (dice_loss, lambda x, t: torch.nn.functional.cross_entropy(x, t, ignore_index=IGNORE)):
+        assert torch.allclose(loss(logits, target), loss(changed, target))
+
+    out = tmp_path / "out"
+    main(["segmenter", "--preset", "lite0", "--pseudo-masks", str(pseudo), "--pseudo-per-batch", "2",
+          "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"), "--out", str(out),
+          "--work-dir", str(tmp_path / "work"), "--size", "64", "--epochs", "1", "--steps-per-epoch", "2",
+          "--batch-size", "2", "--val-scenes", "2", "--workers", "0"])
+    assert np.isfinite(json.loads((out / "metrics.json").read_text())[0]["train_loss"])

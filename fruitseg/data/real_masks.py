@@ -1,5 +1,7 @@
 """Real photos with hand-drawn fruit masks (``../shared/data/real-masks``): ``<name>.jpg`` +
-``<name>.png`` (255 = fruit), named ``<source>_<id>``.
+``<name>.png`` (255 = fruit, 0 = not), named ``<source>_<id>``. A mask may also mark pixels
+as unsure (:data:`UNSURE_VALUE`, the pseudo-masks of :mod:`fruitseg.train.pseudo_masks`):
+they are :data:`IGNORE` in the labels, and neither trained on nor measured.
 
 Used to train the segmenter beside the composite scenes (a few of them in every batch,
 randomly cropped and flipped) and to measure it on real photos, per source
@@ -22,6 +24,8 @@ from torchvision import tv_tensors
 from fruitseg.labels import kind_for_folder
 
 SOURCES_FILE = "SOURCES.tsv"
+UNSURE_VALUE = 128  # a mask pixel that is neither fruit (255) nor background (0); read: 64 < value < 192
+IGNORE = 255  # its label: no loss (``F.cross_entropy(..., ignore_index=IGNORE)``), not measured
 
 # SOURCES.tsv's kind words that are not a Fruits-360 kind as written (lower case): the
 # fruitsnuts_ photos' dried figs and dried jujubes (Fruits-360 "Dates", kind "Date"), and
@@ -96,14 +100,17 @@ def source_of(path: Path) -> str:
 
 
 def load_pair(photo: Path, mask: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 RGB, (H, W) bool fruit mask."""
+    """(H, W, 3) uint8 RGB, (H, W) uint8 labels: 1 fruit, 0 background, IGNORE unsure."""
     with Image.open(photo) as image, Image.open(mask) as m:
-        return np.asarray(image.convert("RGB")).copy(), np.asarray(m.convert("L")) >= 128
+        values = np.asarray(m.convert("L"))
+        labels = np.where(values >= 192, 1, np.where(values <= 64, 0, IGNORE)).astype(np.uint8)
+        return np.asarray(image.convert("RGB")).copy(), labels
 
 
 class RealMasks(torch.utils.data.Dataset):
     """Random square crops (a third to all of the shorter side), flips and colour jitter of real
-    masked photos, as (image float32 (3, S, S) in [0, 1], mask int64 (S, S)) like ``SceneDataset``."""
+    masked photos, as (image float32 (3, S, S) in [0, 1], mask int64 (S, S)) like ``SceneDataset``
+    (labels 0 and 1, and IGNORE where the mask is unsure)."""
 
     def __init__(self, folder: str | Path, size: int) -> None:
         self.pairs = [load_pair(*pair) for pair in mask_pairs(folder)]
@@ -119,6 +126,6 @@ class RealMasks(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.pairs[index]
         x = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
-        m = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
+        m = tv_tensors.Mask(torch.from_numpy(mask).long())
         x, m = self.transform(x, m)
         return x.float().div_(255).as_subclass(torch.Tensor), m.as_subclass(torch.Tensor)

@@ -1,4 +1,4 @@
-"""``python -m fruitseg.train {classifier,photo-classifier,segmenter,calibrate} --help``"""
+"""``python -m fruitseg.train {classifier,photo-classifier,segmenter,calibrate,pseudo-masks} --help``"""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ TASKS = {
     "photo-classifier": "fruitseg.train.photo_classifier",
     "segmenter": "fruitseg.train.segmenter",
     "calibrate": "fruitseg.train.calibrate",
+    "pseudo-masks": "fruitseg.train.pseudo_masks",
 }
-FOLDERS = ("data", "backgrounds", "photos", "real_masks", "model")  # arguments that name input folders
+FOLDERS = ("data", "backgrounds", "photos", "real_masks", "pseudo_masks", "model")  # arguments that name input folders
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ import argparse
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +35,14 @@ from fruitseg.models.classifier import FruitsClassificationModel
 from fruitseg.train import common
 from fruitseg.train.augment import augment, fruit_masks, to_float
 from fruitseg.train.calibrate import CALIBRATION_IMAGES, calibrate_classifier, write_calibration
+
+
+class DistillationSet(NamedTuple):
+    """The photo classifier's labelled cut-outs of real photos (``--distill-photos``)."""
+
+    images: torch.Tensor  # (N, 100, 100, 3) uint8, fruit cut out on white
+    masks: torch.Tensor  # (N, 100, 100) the fruit in each, for the augmentations
+    targets: torch.Tensor  # (N, 131) the teacher's class probabilities, within the photo's kind
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> None:
         from fruitseg.train.teacher_cutouts import cached_teacher_cutouts
 
         distill_x, distill_p = cached_teacher_cutouts(args.distill_photos, Path(args.work_dir) / "teacher_cutouts.safetensors")
-        distill = (distill_x.to(device), fruit_masks(distill_x.numpy()).to(device), distill_p.to(device))
+        distill = DistillationSet(distill_x.to(device), fruit_masks(distill_x.numpy()).to(device), distill_p.to(device))
         if dist.is_main:
             print(f"{len(distill_x)} teacher-labelled cut-outs of real photos")
 
@@ -160,12 +169,12 @@ def run(args: argparse.Namespace) -> None:
             x = augment(x, mask, generator, args.cutout_fraction)
             y = train_y[index].to(device)
             if distill is not None:  # already cut out on white by the pipeline: turned, scaled, recoloured only
-                pick = torch.randint(len(distill[0]), (args.distill_per_batch,), generator=generator).to(device)
-                x = torch.cat([x, augment(to_float(distill[0][pick]), distill[1][pick].unsqueeze(1).float(), generator)])
+                pick = torch.randint(len(distill.images), (args.distill_per_batch,), generator=generator).to(device)
+                x = torch.cat([x, augment(to_float(distill.images[pick]), distill.masks[pick].unsqueeze(1).float(), generator)])
             with autocast():
                 logits = ddp_model(transform(x)).float()
                 loss = F.cross_entropy(logits[: len(y)], y, label_smoothing=args.label_smoothing)
-                distill_loss = F.cross_entropy(logits[len(y):], distill[2][pick]) if distill is not None else torch.zeros(())
+                distill_loss = F.cross_entropy(logits[len(y):], distill.targets[pick]) if distill is not None else torch.zeros(())
                 loss = loss + args.distill_weight * distill_loss
             logits = logits[: len(y)]
             optimizer.zero_grad(set_to_none=True)

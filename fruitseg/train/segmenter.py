@@ -39,7 +39,7 @@ from tqdm import tqdm
 from fruitseg.data.backgrounds import BackgroundBank, split_backgrounds
 from fruitseg.data.fruit_bank import FruitBank
 from fruitseg.data.fruits360 import list_images, split_by_frame_blocks
-from fruitseg.data.real_masks import RealMasks
+from fruitseg.data.real_masks import IGNORE, RealMasks
 from fruitseg.data.scenes import SceneDataset
 from fruitseg.models.segmenter import PRESETS, FCNTransformerNet
 from fruitseg.train import common
@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on the photo-like scene mix (frame-filling fruit, piles, bowls, leaves)")
     parser.add_argument("--real-masks", default=None, help="folder of real photos with masks, mixed into every batch")
     parser.add_argument("--real-per-batch", type=int, default=2, help="real photos in each batch (with --real-masks)")
+    parser.add_argument("--pseudo-masks", default=None,
+                        help="folder of real photos with pseudo-masks (python -m fruitseg.train pseudo-masks), "
+                             "mixed into every batch; their unsure pixels cost nothing")
+    parser.add_argument("--pseudo-per-batch", type=int, default=4, help="pseudo-masked photos in each batch")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--init-from", default=None, help="start from a saved segmenter (folder) with a fresh schedule")
     start.add_argument("--warm-start", default=None,
@@ -83,11 +87,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice of the fruit class; complements cross-entropy for thin and small fruit."""
-    fruit = logits.float().softmax(dim=1)[:, 1]
-    target = target.float()
+    """1 - soft Dice of the fruit class; complements cross-entropy for thin and small fruit.
+    Pixels labelled IGNORE (unsure pseudo-mask pixels) count for neither side."""
+    measured = (target != IGNORE).float()
+    fruit = logits.float().softmax(dim=1)[:, 1] * measured
+    target = (target == 1).float()
     inter = (fruit * target).sum(dim=(1, 2))
     return (1 - (2 * inter + 1) / (fruit.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) + 1)).mean()
+
+
+def endless_batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: int):
+    """Shuffled batches of ``dataset``, reshuffled (seed, seed + 1, ...) every pass, without end."""
+    return itertools.chain.from_iterable(
+        DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                   generator=torch.Generator().manual_seed(seed + cycle))
+        for cycle in itertools.count())
 
 
 @torch.inference_mode()
@@ -126,13 +140,11 @@ def run(args: argparse.Namespace) -> None:
         train_fruits, BackgroundBank(train_bg), args.steps_per_epoch * args.batch_size * dist.world_size, size,
         seed=args.seed, max_fruits=args.max_fruits, photo_like=args.photo_like,
     )
-    real_batches = None
-    if args.real_masks:
-        real_set = RealMasks(args.real_masks, args.size)
-        real_batches = itertools.chain.from_iterable(
-            DataLoader(real_set, batch_size=args.real_per_batch, shuffle=True, drop_last=True,
-                       generator=torch.Generator().manual_seed(args.seed * 1000 + cycle))
-            for cycle in itertools.count())
+    # real photos beside the composites: hand-masked, and pseudo-masked by the shipped segmenter
+    real_batches = [endless_batches(RealMasks(folder, args.size), count, args.seed * 1000 + offset)
+                    for folder, count, offset in ((args.real_masks, args.real_per_batch, 0),
+                                                  (args.pseudo_masks, args.pseudo_per_batch, 500))
+                    if folder and count > 0]
     val_set = SceneDataset(val_fruits, BackgroundBank(val_bg), args.val_scenes, size, seed=VALIDATION_SEED)
     val_shard = torch.utils.data.Subset(val_set, range(dist.rank, len(val_set), dist.world_size))
     val_loader = DataLoader(val_shard, batch_size=args.batch_size, num_workers=args.workers)
@@ -174,13 +186,13 @@ def run(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=not dist.is_main)
         for images, masks in bar:
-            if real_batches is not None:  # a few real photos beside the composites
-                real_images, real_masks = next(real_batches)
+            for batches in real_batches:
+                real_images, real_masks = next(batches)
                 images, masks = torch.cat([images, real_images]), torch.cat([masks, real_masks])
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
             with autocast():
                 logits = ddp_model(common.unwrap(model).normalise(images))
-            loss = F.cross_entropy(logits.float(), masks) + dice_loss(logits, masks)
+            loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE) + dice_loss(logits, masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
