@@ -349,5 +349,12 @@ def kind_log_softmax(logits: Tensor, membership: Tensor) -> Tensor:
 
 def kind_nll_loss(logits: Tensor, kind_target: Tensor, membership: Tensor) -> Tensor:
     """-log of the summed probability of the true kind's classes, averaged over the batch:
-    trains a class-level model on photos labelled by kind only."""
-    return F.nll_loss(kind_log_softmax(logits, membership), kind_target)
+    trains a class-level model on photos labelled by kind only.
+
+    ``kind_target``: (B,) kind indices, or (B, K) bool, the kinds a photo shows (a fruit bowl
+    of apples and bananas): then -log of the summed probability of all of them, so any kind
+    in the photo is a right answer."""
+    log_p = kind_log_softmax(logits, membership)
+    if kind_target.dtype == torch.bool:
+        return -torch.logsumexp(log_p.masked_fill(~kind_target.to(log_p.device), float("-inf")), dim=1).mean()
+    return F.nll_loss(log_p, kind_target)

@@ -116,6 +116,43 @@ def test_photo_classifier_training_runs_end_to_end(tmp_path, tiny_fruits360):
     assert "imagenet" not in json.dumps(config)  # the shipped model never needs the ImageNet package
 
 
+def test_the_kind_loss_of_a_photo_of_several_kinds_is_right_with_any_of_them():
+    membership = kind_membership(KIND_INDEX, len(FRUITS360_KINDS))
+    logits = torch.randn(3, len(FRUITS360_CLASSES))
+    apple, banana = FRUITS360_KINDS.index("Apple"), FRUITS360_KINDS.index("Banana")
+    one = torch.zeros(3, len(FRUITS360_KINDS), dtype=torch.bool)
+    one[:, apple] = True
+    assert torch.allclose(kind_nll_loss(logits, one, membership), kind_nll_loss(logits, torch.full((3,), apple), membership))
+    both = one.clone()
+    both[:, banana] = True
+    p = kind_log_softmax(logits, membership).exp()
+    assert torch.allclose(kind_nll_loss(logits, both, membership), -(p[:, apple] + p[:, banana]).log().mean(), atol=1e-6)
+    assert kind_nll_loss(logits, both, membership) < kind_nll_loss(logits, one, membership)
+
+
+def test_training_on_more_photos_listed_with_their_kinds(tmp_path, tiny_fruits360, capsys):
+    """``--more-photos``: a real-masks-style folder (SOURCES.tsv lists each photo's kinds) beside the grocery photos."""
+    import shutil
+
+    from fruitseg.train.__main__ import main
+
+    more = tmp_path / "more"
+    more.mkdir()
+    rows = ["file\tfruit_kind"]
+    for i, path in enumerate(sorted(PHOTOS.glob("*/*.jpg"))):
+        shutil.copy(path, more / f"fixture_{i}.jpg")
+        rows.append(f"fixture_{i}.jpg\t{path.parent.name}" + ("; banana" if i == 0 else ""))
+    (more / "SOURCES.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    main(["photo-classifier", "--data", str(tiny_fruits360), "--backgrounds", str(FIXTURES / "backgrounds"),
+          "--photos", str(PHOTOS), "--more-photos", str(more), "--more-photos-repeat", "3", "--out", str(out),
+          "--work-dir", str(tmp_path / "work"), "--steps", "2", "--eval-every", "2", "--batch-size", "8", "--size", "64",
+          "--val-composites", "4", "--workers", "0"])
+    assert "(12 of them --more-photos)" in capsys.readouterr().out  # 4 photos, each 3 times
+    history = json.loads((out / "metrics.json").read_text())
+    assert history[-1]["train_photo_loss"] > 0 and 0 <= history[-1]["val_photo_kind_top1"] <= 1
+
+
 def test_training_with_strong_photo_augmentation_and_imagenet_distillation(tmp_path, tiny_fruits360):
     from fruitseg.train.__main__ import main
 
@@ -155,8 +192,10 @@ def test_photo_augmentations_give_uint8_squares_and_refuse_unknown_names():
     items = kind_photo_files(PHOTOS)[:4]
     kinds = list(FRUITS360_KINDS)
     for augment in KindPhotos.AUGMENTS:
-        x, kind = KindPhotos(items, kinds, 64, augment=augment)[0]
-        assert x.dtype == torch.uint8 and x.shape == (3, 64, 64) and kinds[kind] == items[0][1]
+        x, shown = KindPhotos(items, kinds, 64, augment=augment)[0]
+        assert x.dtype == torch.uint8 and x.shape == (3, 64, 64) and shown.tolist() == [k == items[0][1] for k in kinds]
+    _, shown = KindPhotos([(items[0][0], frozenset({"Apple", "Banana"}))], kinds, 64)[0]  # a photo of two kinds
+    assert [kinds[k] for k in shown.nonzero()[:, 0].tolist()] == ["Apple", "Banana"]
     with pytest.raises(ValueError, match="augment"):
         KindPhotos(items, kinds, 64, augment="heavy")
 

@@ -102,7 +102,9 @@ def kind_photo_files(root: str | Path) -> list[tuple[Path, str]]:
 
 
 class KindPhotos(torch.utils.data.Dataset):
-    """Real photos labelled by kind, decoded once (longer side <= ``max_side``).
+    """Real photos labelled by kind, decoded once (longer side <= ``max_side``): items are
+    (path, kind) or (path, the set of kinds the photo shows); item i is (uint8 image, (K,)
+    bool: the kinds of photo i), the target :func:`fruitseg.losses.kind_nll_loss` takes.
 
     ``augment``: ``"none"`` the centre square at ``size`` (validation); ``"basic"`` a random
     resized crop (25-100 % of the area), flip and colour jitter; ``"strong"`` a wider random
@@ -116,7 +118,9 @@ class KindPhotos(torch.utils.data.Dataset):
     def __init__(self, items: list[tuple[Path, str]], kinds: list[str], size: int, augment: str = "basic", max_side: int = 288):
         if augment not in self.AUGMENTS:
             raise ValueError(f"augment must be one of {self.AUGMENTS}, got {augment!r}")
-        self.kinds = [kinds.index(kind) for _, kind in items]
+        self.targets = torch.zeros(len(items), len(kinds), dtype=torch.bool)
+        for i, (_, shown) in enumerate(items):
+            self.targets[i, [kinds.index(kind) for kind in ([shown] if isinstance(shown, str) else sorted(shown))]] = True
         self.images = []
         for path, _ in items:
             with Image.open(path) as image:
@@ -142,5 +146,5 @@ class KindPhotos(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.images[index]), self.kinds[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.images[index]), self.targets[index]

@@ -13,7 +13,7 @@ TASKS = {
     "calibrate": "fruitseg.train.calibrate",
     "pseudo-masks": "fruitseg.train.pseudo_masks",
 }
-FOLDERS = ("data", "backgrounds", "photos", "real_masks", "pseudo_masks", "model")  # arguments that name input folders
+FOLDERS = ("data", "backgrounds", "photos", "more_photos", "real_masks", "pseudo_masks", "model")  # arguments that name input folders
 
 
 def main(argv: list[str] | None = None) -> None:
