@@ -193,7 +193,8 @@ def split_fruits(
     scale = min(1.0, split_side / max(prob.shape))
     _, blobs = cv2.connectedComponents(fruit_blobs(prob, threshold), connectivity=4, ltype=cv2.CV_32S)
     regions: list[FruitRegion] = []
-    for index in np.flatnonzero(np.bincount(blobs.ravel()) >= min_area)[1:]:
+    labels = np.flatnonzero(np.bincount(blobs.ravel()) >= min_area)
+    for index in labels[labels != 0]:  # 0 is the background (absent when fruit fills the frame)
         x0, y0, x1, y1 = box_of(blobs == index)
         window = (slice(y0, y1), slice(x0, x1))
         blob = blobs[window] == index

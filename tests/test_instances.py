@@ -41,6 +41,16 @@ def test_one_round_blob_is_one_fruit_with_its_exact_mask():
     assert_consistent([region], prob)
 
 
+def test_fruit_that_fills_the_whole_frame_is_found():
+    """No background pixel at all (a close-up of one fruit, a crate seen from above) is still a fruit."""
+    prob = np.full((90, 120), 0.9, np.float32)
+    (region,) = split_fruits(prob)
+    assert region.area >= 0.99 * prob.size and region.box == (0, 0, 120, 90)  # the opening rounds the corners
+    prob[:2, :2] = 0.0  # a speck of background smaller than a fruit: the same
+    (region,) = split_fruits(prob)
+    assert region.area >= 0.99 * prob.size and region.box == (0, 0, 120, 90)
+
+
 def test_two_touching_discs_are_cut_at_their_neck():
     prob = (disc((120, 200), 60, 60, 40) | disc((120, 200), 135, 60, 40)).astype(np.float32)
     left, right = by_x(split_fruits(prob))

@@ -171,10 +171,11 @@ def test_segmenter_learns_from_pseudo_masks_and_ignores_their_unsure_pixels(tmp_
     from fruitseg.evaluate import evaluate_real_masks
     from fruitseg.pipeline import FruitPipeline
     from fruitseg.predictors import Segmenter
+    from fruitseg.train.pseudo_masks import write_pseudo_masks
     from fruitseg.train.segmenter import dice_loss
 
     pseudo = tmp_path / "pseudo"
-    main(["pseudo-masks", "--photos", str(FIXTURES / "photos"), "--out", str(pseudo), "--max-side", "160"])
+    main(["pseudo-masks", "--photos", str(FIXTURES / "photos"), "--out", str(pseudo), "--max-side", "160", "--min-fruit", "0"])
     pairs = mask_pairs(pseudo)
     assert [p.stem.split("_", 1)[0] for p, _ in pairs] == ["apple", "banana", "lime", "pomegranate"]
     for photo, mask in pairs:
@@ -183,7 +184,11 @@ def test_segmenter_learns_from_pseudo_masks_and_ignores_their_unsure_pixels(tmp_
         assert (values == 255).mean() > 0.05 and (values == 0).mean() > 0.01  # grocery photos: fruit and not
         assert load_pair(photo, mask)[1][values == UNSURE_VALUE].tolist() == [IGNORE] * int((values == UNSURE_VALUE).sum())
     summary = json.loads((pseudo / "pseudo_masks.json").read_text())
-    assert summary["photos"] == 4 and len(summary["teacher"]["sha256"]) == 16
+    assert summary["photos"] == 4 and summary["left_out"] == {} and len(summary["teacher"]["sha256"]) == 16
+    shares = sorted((np.asarray(Image.open(mask)) == 255).mean() for _, mask in pairs)
+    # a photo where the teacher is sure of too little fruit is left out (it has missed the fruit)
+    strict = write_pseudo_masks(FIXTURES / "photos", tmp_path / "strict", Segmenter.load("cpu"), min_fruit=shares[1] + 1e-3, max_side=160)
+    assert strict["photos"] == 2 and sum(strict["left_out"].values()) == 2 and len(list((tmp_path / "strict").glob("*.png"))) == 2
     assert abs(summary["fruit_share"] + summary["background_share"] + summary["unsure_share"] - 1) < 1e-3
     # the teacher agrees with its own sure pixels (it saw the photo unmirrored and mirrored)
     pipeline = FruitPipeline(None, Segmenter.load("cpu"))
