@@ -89,7 +89,7 @@ def write_pseudo_masks(photos: str | Path, out: str | Path, segmenter: Segmenter
         "photos": len(files) - sum(left_out.values()), "source": str(Path(photos)), "sure": sure,
         "min_fruit": min_fruit, "max_side": max_side, "left_out": dict(sorted(left_out.items())),
         "teacher": weights_identity(segmenter.source), "teacher_view": "FruitPipeline.segment, mean with the mirrored photo",
-        **{f"{name}_share": round(float(c / counts.sum()), 4) for name, c in zip(("fruit", "background", "unsure"), counts)},
+        **{f"{name}_share": round(float(c / max(counts.sum(), 1)), 4) for name, c in zip(("fruit", "background", "unsure"), counts)},
     }
     (out / "pseudo_masks.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

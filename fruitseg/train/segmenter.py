@@ -19,6 +19,10 @@ every batch:
         --real-masks ../shared/data/real-masks/train --data ../shared/data/fruits360/Training \
         --backgrounds ../shared/data/backgrounds --out checkpoints/segmenter
 
+Self-training (the segmenter card's stage 7): ``--pseudo-masks DIR`` adds photos the shipped
+segmenter labelled itself (``python -m fruitseg.train pseudo-masks``) to every batch; their
+unsure pixels are ``IGNORE`` and cost nothing.
+
 Scenes are generated on the fly (`fruitseg.data.scenes`): training scenes use the
 training-split fruits and backgrounds, validation scenes a fixed seed over the held-out
 fruit frames and held-out backgrounds, so the validation set is identical every epoch.
