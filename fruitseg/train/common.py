@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import DataLoader
 
 from fruitseg.device import has_fast_bfloat16
 from fruitseg.provenance import git_commit
@@ -116,6 +118,14 @@ class WeightAverage:
                 value.lerp_(current[name].detach(), 1 - decay)
             else:
                 value.copy_(current[name])
+
+
+def endless_batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: int):
+    """Shuffled batches of ``dataset``, reshuffled (seed, seed + 1, ...) every pass, without end."""
+    return itertools.chain.from_iterable(
+        DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                   generator=torch.Generator().manual_seed(seed + cycle))
+        for cycle in itertools.count())
 
 
 def load_matching_weights(model: nn.Module, directory: str | Path) -> tuple[list[str], list[str]]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import time
 from pathlib import Path
 
@@ -213,10 +212,7 @@ def run(args: argparse.Namespace) -> None:
     composites = CompositeCrops(train_bank, BackgroundBank(train_backgrounds), (args.steps - done) * half, args.size,
                                 seed=args.seed * 100_003 + done, by_kind=args.sample_by == "kind")
     composite_batches = iter(torch.utils.data.DataLoader(composites, batch_size=half, num_workers=args.workers))
-    photo_batches = itertools.chain.from_iterable(
-        torch.utils.data.DataLoader(photos, batch_size=half, shuffle=True, drop_last=True,
-                                    generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
-        for epoch in itertools.count(done))
+    photo_batches = common.endless_batches(photos, half, args.seed * 1000 + done)
     started = time.perf_counter()
     sums = np.zeros(5)  # loss, composite loss, photo loss, distillation loss, steps
     bar = tqdm(range(done + 1, args.steps + 1), desc="training", unit="step", initial=done, total=args.steps)

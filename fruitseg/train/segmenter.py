@@ -31,7 +31,6 @@ fruit frames and held-out backgrounds, so the validation set is identical every 
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 from pathlib import Path
 
@@ -100,14 +99,6 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * inter + 1) / (fruit.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) + 1)).mean()
 
 
-def endless_batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: int):
-    """Shuffled batches of ``dataset``, reshuffled (seed, seed + 1, ...) every pass, without end."""
-    return itertools.chain.from_iterable(
-        DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                   generator=torch.Generator().manual_seed(seed + cycle))
-        for cycle in itertools.count())
-
-
 @torch.inference_mode()
 def evaluate(model, loader, device, autocast, dist: common.Distributed) -> dict:
     """Fruit IoU and pixel accuracy summed over the whole validation set."""
@@ -145,7 +136,7 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed, max_fruits=args.max_fruits, photo_like=args.photo_like,
     )
     # real photos beside the composites: hand-masked, and pseudo-masked by the shipped segmenter
-    real_batches = [endless_batches(RealMasks(folder, args.size), count, args.seed * 1000 + offset)
+    real_batches = [common.endless_batches(RealMasks(folder, args.size), count, args.seed * 1000 + offset)
                     for folder, count, offset in ((args.real_masks, args.real_per_batch, 0),
                                                   (args.pseudo_masks, args.pseudo_per_batch, 500))
                     if folder and count > 0]
