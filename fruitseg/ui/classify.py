@@ -178,7 +178,7 @@ def build(models: Models) -> None:
     """The Classify tab's components and events (call inside a ``gr.Tab``)."""
     by = PHOTO_MODEL if models.photo_classifier is not None else CNN_MODEL
     kinds = gr.Label(num_top_classes=TOP_K, label=f"Kind ({by})", elem_id="classify-label", render=False)
-    cnn_classes = gr.Label(num_top_classes=TOP_K, label="Class (Fruits-360 CNN, on the cut-out)", elem_id="classify-cnn",
+    cnn_classes = gr.Label(num_top_classes=TOP_K, label="Class (Fruits-360 CNN)", elem_id="classify-cnn",
                            render=False)
     status = gr.Markdown(elem_id="classify-status", render=False)
     gallery = gr.Gallery(
