@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backgrounds", required=True, help="folder of background photos")
     parser.add_argument("--preset", choices=list(PRESETS), default="light")
     parser.add_argument("--pretrained-backbone", action="store_true",
-                        help="start from ImageNet weights (torchvision's; EfficientNet-Lite0: requirements-train.txt)")
+                        help="start from ImageNet weights (torchvision's; EfficientNet-Lite0/Lite2: requirements-train.txt)")
     parser.add_argument("--photo-like", action="store_true",
                         help="train on the photo-like scene mix (frame-filling fruit, piles, bowls, leaves)")
     parser.add_argument("--real-masks", default=None, help="folder of real photos with masks, mixed into every batch")
