@@ -14,7 +14,7 @@ from torch import nn
 from fruitseg.models.segmenter import PRESETS, FCNTransformerNet, SkipDecoder, TokenDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["segmenter", "segmenter-light"]
+SHIPPED = ["segmenter", "segmenter-light", "segmenter-lite2"]
 
 
 def tiny(skip_stage):
