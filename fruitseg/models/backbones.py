@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import timm
 import torch
 from torch import nn
 from torchvision import models
 from torchvision.models._utils import IntermediateLayerGetter
+
+from fruitseg.models.efficientnet import LITE_PACKAGES, load_package_weights
 
 RESNET_CHANNELS = {
     "resnet18": (64, 128, 256, 512),
@@ -24,7 +27,8 @@ RESNET_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
 }
-EFFICIENTNET_LITES = ("efficientnet_lite0", "efficientnet_lite2")
+# timm's tf_efficientnet_liteN for each Lite whose ImageNet weights a package ships
+EFFICIENTNET_LITES = tuple(architecture.removeprefix("tf_") for architecture in LITE_PACKAGES)
 BACKBONES = (*RESNET_CHANNELS, "mobilenet_v3_large", *EFFICIENTNET_LITES)
 
 
@@ -119,10 +123,6 @@ class TimmFeatures(nn.Module):
 def build_efficientnet(name: str, stage: int, skip_stage: int | None, pretrained: bool) -> Backbone:
     """timm's ``tf_<name>`` up to ``stage`` (1-4: stride 4, 8, 16, 32; Lite0: 24, 40, 112, 320
     channels; Lite2: 24, 48, 120, 352)."""
-    import timm
-
-    from fruitseg.models.efficientnet import load_package_weights
-
     if not 2 <= stage <= 4 or (skip_stage is not None and not 1 <= skip_stage < stage):
         raise ValueError(f"{name}: backbone_stage must be 2-4 and skip_stage below it, got {stage}, {skip_stage}")
     indices = ([skip_stage] if skip_stage else []) + [stage]
