@@ -65,6 +65,19 @@ def click_example(page, tab: str, stem: str) -> None:
     examples.filter(has=page.locator(f'img[src*="{stem}"]')).first.click()
 
 
+def columns_cut_off(page, selector: str) -> list[str]:
+    """The headers of the table in ``selector`` that end past its right edge (seen only by scrolling)."""
+    return page.eval_on_selector(
+        selector,
+        """root => {
+            const right = root.getBoundingClientRect().right;
+            return [...root.querySelectorAll('th')]
+                .filter(th => th.getBoundingClientRect().right > right + 1)
+                .map(th => th.innerText.trim());
+        }""",
+    )
+
+
 def screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.wait_for_timeout(300)  # let the last transition settle
@@ -83,6 +96,8 @@ def test_classify_example(browser_page, models):
     assert "%" in label  # the confidences are shown
     cnn = page.locator("#classify-cnn").inner_text()
     assert any(name in cnn for name in models.classifier.class_names), cnn  # the seed CNN beside it
+    expect(page.locator("#classify-table")).to_contain_text("Fruits-360 CNN says")
+    assert columns_cut_off(page, "#classify-table") == []  # every column in view, none behind a sideways scroll
     screenshot(page, "classify")
     assert page.js_errors == []
 
@@ -96,6 +111,8 @@ def test_segment_example(browser_page):
     expect(page.locator("#segment-overlay img")).to_be_visible()
     expect(page.locator("#segment-summary")).to_contain_text(re.compile(r"\d+ ms on"))
     expect(page.locator("#segment-mask")).to_contain_text("strawberry_mask")
+    expect(page.locator("#segment-table")).to_contain_text("confidence")
+    assert columns_cut_off(page, "#segment-table") == []
     screenshot(page, "segment")
     assert page.js_errors == []
 

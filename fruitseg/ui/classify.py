@@ -36,6 +36,7 @@ THRESHOLD = 0.5  # fruit probability above which a pixel counts as fruit
 TOP_K = 5
 THUMBNAIL = 256
 TABLE_HEADERS = ["#", "kind", "likely varieties", "Fruits-360 CNN says", "area"]
+TABLE_WIDTHS = ["7%", "20%", "38%", "23%", "12%"]
 PHOTO_MODEL, CNN_MODEL = "photo classifier", "Fruits-360 CNN"
 
 
@@ -192,7 +193,8 @@ def build(models: Models) -> None:
         render=False,
     )
     table = gr.Dataframe(
-        headers=TABLE_HEADERS, interactive=False, visible=False, label="Fruits", elem_id="classify-table", render=False
+        headers=TABLE_HEADERS, interactive=False, visible=False, label="Fruits", elem_id="classify-table", render=False,
+        wrap=True, column_widths=TABLE_WIDTHS,  # long varieties wrap in their cells: no column hidden off the side
     )
     outputs = [kinds, cnn_classes, gallery, table, status]
     run = user_errors("classifying the image")(partial(classify_ui, models))
