@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fruitseg.models.backbones import build_backbone
+from fruitseg.models.efficientnet import LITE_MEAN, LITE_STD
 from fruitseg.models.hub_mixin import FruitsegHubMixin
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +58,7 @@ PRESETS: dict[str, dict] = {
     "lite2": dict(
         backbone="efficientnet_lite2", backbone_stage=3, dilated=False, skip_stage=1,
         d_model=128, nhead=4, num_layers=2, dim_feedforward=256, image_size=320,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        mean=LITE_MEAN, std=LITE_STD,
     ),
 }
 
